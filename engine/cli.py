@@ -1,0 +1,511 @@
+"""The command line: ``python main.py <command> --help``.
+
+Every command reads or writes one project file. Bad input gives one clear line
+on stderr and a non-zero exit; ``--debug`` shows the traceback as well.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for: printed as one line."""
+
+
+# --------------------------------------------------------------------------------------
+# Output helpers
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr (redrawn in place on a terminal)."""
+
+    def __init__(self, total: int, stream=sys.stderr, width: int = 30):
+        self.total, self.stream, self.width = max(1, total), stream, width
+        self.start = time.perf_counter()
+        self.tty = stream.isatty()
+        self._last = 0.0
+
+    def update(self, done: int, text: str = "", force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self._last < (0.2 if self.tty else 5.0):
+            return
+        self._last = now
+        frac = min(1.0, done / self.total)
+        filled = int(frac * self.width)
+        elapsed = now - self.start
+        eta = elapsed / frac - elapsed if frac > 0 else 0
+        line = (f"[{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} "
+                f"{text} eta {_duration(eta)}")
+        if self.tty:
+            self.stream.write("\r" + line[:150].ljust(150))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _fmt_metrics(metrics: dict) -> str:
+    keys = [k for k in ("knn", "linear", "raw_knn", "raw_linear", "random_knn", "random_linear")
+            if k in metrics]
+    return " ".join(f"{k}={metrics[k]:.4f}" for k in keys)
+
+
+def _parse_overrides(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"expected key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _coerce(value: str):
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return value
+
+
+# --------------------------------------------------------------------------------------
+# Commands
+
+
+def _open(args, read_only: bool = False):
+    from .store import Project
+    path = Path(args.project)
+    if not path.exists():
+        raise UserError(f"{path}: no such project file (create one with: main.py new {path})")
+    return Project.open(path, read_only=read_only)
+
+
+def cmd_new(args) -> int:
+    from .store import Project
+    from .workbench import DEMO_DATASETS, import_dataset
+    project = Project.create(Path(args.path))
+    if not args.empty:
+        for name, kind, params in DEMO_DATASETS:
+            import_dataset(project, kind, name, **params)
+    print(f"created {args.path}" + ("" if args.empty else " with the built-in datasets digits and shapes"))
+    project.close()
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from .data import DATASET_KINDS
+    from .workbench import import_dataset
+    if args.action == "kinds":
+        for kind in DATASET_KINDS.values():
+            params = ", ".join(f"{p.name}={p.default!r}" for p in kind.params)
+            print(f"{kind.name:14s} {kind.title} — {kind.description}  [{params}]")
+        return 0
+    project = _open(args, read_only=args.action == "list")
+    try:
+        if args.action == "add":
+            if not args.kind:
+                raise UserError("datasets add needs a kind (see: main.py datasets kinds)")
+            params = {k: _coerce(v) for k, v in _parse_overrides(args.params).items()}
+            bar = ProgressBar(1)
+
+            def progress(done, total):
+                bar.total = max(1, total)
+                bar.update(done, "files")
+            dataset_id, data = import_dataset(project, args.kind, args.name, progress=progress, **params)
+            bar.close()
+            print(f"added dataset {dataset_id} {args.name or data.name!r}: {data.n} images "
+                  f"{data.height}x{data.width}x{data.channels}"
+                  + (f", {len(data.class_names or [])} classes" if data.labels is not None else "")
+                  + (f", {len(data.skipped)} files skipped" if data.skipped else ""))
+            for name, why in data.skipped[:20]:
+                print(f"  skipped {name}: {why}")
+            if len(data.skipped) > 20:
+                print(f"  ... and {len(data.skipped) - 20} more")
+            return 0
+        records = project.datasets()
+        if args.json:
+            print(json.dumps([{"id": d.id, "name": d.name, "kind": d.kind, "params": d.params,
+                               "n_items": d.n_items, "fingerprint": d.fingerprint, "stats": d.stats}
+                              for d in records], indent=2, default=str))
+        else:
+            if not records:
+                print("no datasets (add one: main.py datasets add --project P KIND key=value)")
+            for d in records:
+                print(f"{d.id:4d}  {d.name:20s} {d.kind:14s} {d.n_items:8d} items")
+        return 0
+    finally:
+        project.close()
+
+
+def _resolve_dataset(project, name: str) -> int:
+    """A dataset of the project by id or name; built-in kinds are added on first use."""
+    from .data import DATASET_KINDS
+    from .store import ProjectError
+    from .workbench import import_dataset
+    try:
+        return project.dataset(int(name) if name.isdigit() else name).id
+    except ProjectError:
+        kind = DATASET_KINDS.get(name)
+        if kind is not None and kind.builtin:
+            dataset_id, _ = import_dataset(project, name, name)
+            return dataset_id
+        known = ", ".join(d.name for d in project.datasets()) or "none"
+        raise UserError(f"{project.path}: no dataset {name!r} (datasets here: {known}; "
+                        "add one with: main.py datasets add)") from None
+
+
+def _follow(events, quiet: bool = False) -> int:
+    """Print a run's events as a progress bar; return the exit code."""
+    from .train import Evaluation, Failed, Finished, Started, Step
+    bar = None
+    status = 1
+    for ev in events:
+        if isinstance(ev, Started):
+            bar = ProgressBar(ev.total_steps)
+            if not quiet:
+                print(f"run {ev.run_id}: training on {ev.device}, {ev.n_train} images, "
+                      f"{ev.total_steps} steps" + (f", resuming at step {ev.start_step}" if ev.start_step else ""),
+                      file=sys.stderr)
+        elif isinstance(ev, Step) and bar and not quiet:
+            bar.update(ev.step, f"epoch {ev.epoch:.2f} loss {ev.loss:.4f} {ev.images_per_s:.0f} img/s")
+        elif isinstance(ev, Evaluation) and not quiet:
+            if bar:
+                bar.update(ev.step, "", force=True)
+                bar.close()
+            if ev.metrics:
+                print(f"epoch {ev.epoch:g}: " + (_fmt_metrics(ev.metrics) or
+                                                 " ".join(f"{k}={v:.4g}" for k, v in ev.metrics.items())),
+                      file=sys.stderr)
+        elif isinstance(ev, Finished):
+            if bar and not quiet:
+                bar.close()
+            print(f"run {ev.run_id} {ev.status} at step {ev.step}" +
+                  (f": {_fmt_metrics(ev.metrics)}" if ev.metrics else ""))
+            status = 0
+        elif isinstance(ev, Failed):
+            if bar and not quiet:
+                bar.close()
+            print(f"error: run {ev.run_id} failed: {ev.error}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def cmd_train(args) -> int:
+    from . import workbench
+    from .train import RunControl
+    overrides = _parse_overrides(args.overrides)
+    for key in ("epochs", "device", "seed", "batch_size"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides[key] = str(value)
+    project = _open(args)
+    try:
+        dataset_id = _resolve_dataset(project, args.dataset)
+        run_id = workbench.create_run(project, dataset_id, args.method, overrides, name=args.name or "")
+        print(f"run {run_id}: {args.method} on {project.dataset(dataset_id).name}", file=sys.stderr)
+        if args.nproc > 1:
+            project.close()
+            from .distributed import launch
+            return launch(args.project, run_id, args.nproc, quiet=args.quiet)
+        return _run_with_interrupt(project, run_id, args.quiet)
+    finally:
+        project.close()
+
+
+def _run_with_interrupt(project, run_id: int, quiet: bool) -> int:
+    """Train, turning Ctrl+C into a clean stop at a checkpoint."""
+    from .train import RunControl
+    from .workbench import run_training
+    control = RunControl()
+    events = run_training(project, run_id, control)
+    try:
+        return _follow(events, quiet)
+    except KeyboardInterrupt:
+        control.stop()
+        print("\nstopping at the next step (Ctrl+C again to abort)…", file=sys.stderr)
+        code = _follow(events, quiet=True)
+        print(f"resume with: main.py resume --project {project.path} --run {run_id}", file=sys.stderr)
+        return code or 130
+
+
+def cmd_resume(args) -> int:
+    project = _open(args)
+    try:
+        run = project.run(args.run)
+        if run.status == "finished":
+            raise UserError(f"run {run.id} already finished")
+        if args.nproc > 1:
+            project.close()
+            from .distributed import launch
+            return launch(args.project, run.id, args.nproc, quiet=args.quiet)
+        return _run_with_interrupt(project, run.id, args.quiet)
+    finally:
+        project.close()
+
+
+def cmd_worker(args) -> int:
+    """One torchrun process of a distributed run (started by ``train --nproc``)."""
+    from . import distributed
+    from .store import Project
+    from .workbench import run_training
+    dist = distributed.init_from_env()
+    project = Project.open(Path(args.project), read_only=not dist.is_main)
+    try:
+        events = run_training(project, args.run, dist=dist)
+        code = _follow(events, quiet=args.quiet or not dist.is_main)
+    finally:
+        project.close()
+        distributed.shutdown()
+    return code
+
+
+def cmd_runs(args) -> int:
+    project = _open(args, read_only=True)
+    try:
+        runs = project.runs()
+        rows = []
+        for r in runs:
+            latest = project.latest_metrics(r.id)
+            final = {k: latest[k] for k in ("knn", "linear", "raw_knn", "raw_linear", "random_knn",
+                                            "random_linear", "loss") if k in latest}
+            rows.append({"id": r.id, "name": r.name, "method": r.method, "dataset_id": r.dataset_id,
+                         "status": r.status, "seed": r.seed, "device": r.device,
+                         "created_at": r.created_at, "finished_at": r.finished_at,
+                         "error": (r.error or "").split("\n")[0] or None, "metrics": final})
+        if args.json:
+            print(json.dumps(rows, indent=2, default=str))
+        elif not rows:
+            print("no runs yet (start one: main.py train --project P --dataset digits --method simclr)")
+        else:
+            for row in rows:
+                print(f"{row['id']:4d}  {row['status']:9s} {row['method']:22s} {row['name'][:30]:30s} "
+                      f"{_fmt_metrics(row['metrics'])}" + (f"  [{row['error']}]" if row["error"] else ""))
+        return 0
+    finally:
+        project.close()
+
+
+def cmd_eval(args) -> int:
+    from . import evaluate
+    from .workbench import final_embeddings, load_dataset
+    project = _open(args)
+    try:
+        run = project.run(args.run)
+        emb = final_embeddings(project, run.id)
+        if emb is None:
+            raise UserError(f"run {run.id} has no final embeddings yet (status {run.status})")
+        data = load_dataset(project, run.dataset_id)
+        if data.labels is None:
+            raise UserError(f"dataset of run {run.id} has no labels to evaluate against")
+        ids, feats = project.load_embeddings(emb.id)
+        split = data.split[ids]
+        tr, te = split == 0, split == 1
+        labels = data.labels[ids]
+        metrics = evaluate.evaluate_features(feats[tr], labels[tr], feats[te], labels[te], k=args.k)
+        if args.store:
+            last = max((m.step for m in project.metrics(run.id)), default=0)
+            project.log_metrics(run.id, [(last, float(emb.epoch or 0), f"eval_{k}", v)
+                                         for k, v in metrics.items()])
+        if args.json:
+            print(json.dumps({"run": run.id, "embedding": emb.id, **metrics}, indent=2))
+        else:
+            print(f"run {run.id}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        return 0
+    finally:
+        project.close()
+
+
+def cmd_embed(args) -> int:
+    from .train import embed_images, images_tensor
+    from .workbench import load_dataset, load_trained_method
+    project = _open(args)
+    try:
+        method, device = load_trained_method(project, args.run)
+        dataset_id = _resolve_dataset(project, args.dataset) if args.dataset else project.run(args.run).dataset_id
+        data = load_dataset(project, dataset_id)
+        feats = embed_images(method, images_tensor(data), device)
+        split = f"dataset:{dataset_id}"
+        emb_id = project.save_embeddings(args.run, split, np.arange(len(feats)), feats)
+        print(f"embedding set {emb_id}: {feats.shape[0]} x {feats.shape[1]} from run {args.run} on dataset {dataset_id}")
+        return 0
+    finally:
+        project.close()
+
+
+def cmd_map(args) -> int:
+    from .workbench import compute_map, final_embeddings
+    project = _open(args)
+    try:
+        if args.embedding:
+            emb_id = args.embedding
+        else:
+            emb = final_embeddings(project, args.run)
+            if emb is None:
+                raise UserError(f"run {args.run} has no final embeddings yet")
+            emb_id = emb.id
+        t0 = time.perf_counter()
+        params = {} if args.kind == "pca" else {"n_neighbors": args.neighbors, "min_dist": args.min_dist}
+        if args.kind == "umap":
+            print("computing UMAP (the first one in a process compiles for up to a minute)…", file=sys.stderr)
+        proj_id = compute_map(project, emb_id, args.kind, **params)
+        print(f"projection {proj_id}: {args.kind} of embedding set {emb_id} in {time.perf_counter() - t0:.1f} s")
+        return 0
+    finally:
+        project.close()
+
+
+def cmd_export(args) -> int:
+    from .workbench import export_embeddings, export_weights, final_embeddings
+    project = _open(args, read_only=True)
+    try:
+        if args.format == "weights":
+            path = export_weights(project, args.run, Path(args.out))
+            print(f"wrote {path}")
+            return 0
+        emb_id = args.embedding
+        if not emb_id:
+            emb = final_embeddings(project, args.run)
+            if emb is None:
+                raise UserError(f"run {args.run} has no final embeddings yet")
+            emb_id = emb.id
+        for path in export_embeddings(project, emb_id, Path(args.out), args.format):
+            print(f"wrote {path}")
+        return 0
+    finally:
+        project.close()
+
+
+# --------------------------------------------------------------------------------------
+# Parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .methods import METHODS
+    p = argparse.ArgumentParser(prog="main.py", description="Pretext: a workbench for self-supervised "
+                                "learning. With no command, opens the desktop app.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="command")
+
+    def with_project(sp):
+        sp.add_argument("--project", "-p", required=True, help="the .pretext project file")
+        return sp
+
+    sp = sub.add_parser("new", help="create a project file (with the built-in demo datasets)")
+    sp.add_argument("path")
+    sp.add_argument("--empty", action="store_true", help="no demo datasets")
+    sp.set_defaults(func=cmd_new)
+
+    sp = with_project(sub.add_parser("datasets", help="list, add or describe datasets",
+                                     description="list: the project's datasets; add KIND key=value...: "
+                                     "import one (e.g. add image-folder path=photos/ size=32); "
+                                     "kinds: what can be imported"))
+    sp.add_argument("action", nargs="?", default="list", choices=("list", "add", "kinds"))
+    sp.add_argument("kind", nargs="?")
+    sp.add_argument("params", nargs="*", help="key=value parameters of the dataset kind")
+    sp.add_argument("--name", help="name in the project (default: the kind's)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_datasets)
+
+    sp = with_project(sub.add_parser("train", help="train a method on a dataset"))
+    sp.add_argument("--dataset", "-d", required=True, help="dataset name or id (built-ins are added on use)")
+    sp.add_argument("--method", "-m", required=True, choices=sorted(METHODS))
+    sp.add_argument("--epochs", type=int)
+    sp.add_argument("--batch-size", dest="batch_size", type=int)
+    sp.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
+    sp.add_argument("--seed", type=int)
+    sp.add_argument("--name", help="a name for the run")
+    sp.add_argument("--nproc", type=int, default=1, help="processes under torchrun (DDP)")
+    sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("overrides", nargs="*", help="config overrides key=value (e.g. lr=0.01 "
+                    "temperature=0.1 views.flip_p=0)")
+    sp.set_defaults(func=cmd_train)
+
+    sp = with_project(sub.add_parser("resume", help="continue a stopped or failed run from its checkpoint"))
+    sp.add_argument("--run", "-r", type=int, required=True)
+    sp.add_argument("--nproc", type=int, default=1)
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(func=cmd_resume)
+
+    sp = with_project(sub.add_parser("worker", help=argparse.SUPPRESS))
+    sp.add_argument("--run", type=int, required=True)
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(func=cmd_worker)
+
+    sp = with_project(sub.add_parser("runs", help="list runs with status and final metrics"))
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_runs)
+
+    sp = with_project(sub.add_parser("eval", help="kNN and linear probe on a run's final embeddings"))
+    sp.add_argument("--run", "-r", type=int, required=True)
+    sp.add_argument("--k", type=int, default=200)
+    sp.add_argument("--store", action="store_true", help="store the numbers as metrics (eval_*)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_eval)
+
+    sp = with_project(sub.add_parser("embed", help="embed a dataset with a run's trained encoder"))
+    sp.add_argument("--run", "-r", type=int, required=True)
+    sp.add_argument("--dataset", "-d", help="default: the run's own dataset")
+    sp.set_defaults(func=cmd_embed)
+
+    sp = with_project(sub.add_parser("map", help="2-D map (UMAP or PCA) of a run's embeddings"))
+    sp.add_argument("--run", "-r", type=int)
+    sp.add_argument("--embedding", type=int, help="an embedding set id instead of the run's final one")
+    sp.add_argument("--kind", choices=("umap", "pca"), default="umap")
+    sp.add_argument("--neighbors", type=int, default=15)
+    sp.add_argument("--min-dist", dest="min_dist", type=float, default=0.1)
+    sp.set_defaults(func=cmd_map)
+
+    sp = with_project(sub.add_parser("export", help="embeddings (npy, csv, TensorBoard tsv) or weights"))
+    sp.add_argument("--run", "-r", type=int)
+    sp.add_argument("--embedding", type=int)
+    sp.add_argument("--format", "-f", choices=("npy", "csv", "tsv", "weights"), default="npy")
+    sp.add_argument("--out", "-o", required=True)
+    sp.set_defaults(func=cmd_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    if args.command in ("map", "export") and not (args.run or args.embedding):
+        parser.error(f"{args.command} needs --run or --embedding")
+    from .config import ConfigError
+    from .data import DataError
+    from .store import ProjectError
+    try:
+        return args.func(args)
+    except (UserError, ProjectError, DataError, ConfigError, ValueError, RuntimeError, OSError) as exc:
+        if args.debug:
+            raise
+        message = str(exc) if isinstance(exc, (UserError, ProjectError, DataError)) else \
+            f"{type(exc).__name__}: {exc}" if not isinstance(exc, ConfigError) else f"bad setting: {exc}"
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""The method registry: every trainable method, by name.
+
+Tests are parametrised over ``METHODS``, so a method added here is tested
+automatically.
+"""
+from __future__ import annotations
+
+from .autoencoder import Autoencoder
+from .base import DataInfo, Method, MethodCard
+from .denoising_autoencoder import DenoisingAutoencoder
+from .pca import PCA
+from .simclr import SimCLR
+
+METHODS: dict[str, type[Method]] = {m.name: m for m in (PCA, Autoencoder, DenoisingAutoencoder, SimCLR)}
+
+
+def get_method(name: str) -> type[Method]:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r} (known: {', '.join(METHODS)})") from None
+
+
+__all__ = ["METHODS", "get_method", "Method", "MethodCard", "DataInfo"]

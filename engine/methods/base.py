@@ -1,0 +1,102 @@
+"""What every method shares: its card, its data description and its interface.
+
+A method is an ``nn.Module`` holding everything it trains (backbone, heads,
+decoders). The training loop asks it for one thing per step::
+
+    loss, logs = method.training_step(x_uint8, views, generator)
+
+``x_uint8`` is a (B, C, H, W) uint8 batch already on the device; ``views`` is
+the run's :class:`~engine.augment.ViewConfig`; every random choice the method
+makes comes from ``generator`` (seeded from the run seed and the step), which
+is what makes a resumed run reach the same weights as an uninterrupted one.
+``logs`` holds floats for the curves; it may also hold a detached tensor under
+``"z"`` (the projections of one view) from which the loop computes the
+collapse metrics.
+
+``embed`` gives the representation that evaluation, maps and exports use.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..augment import ViewConfig, normalize
+
+
+@dataclass(frozen=True)
+class MethodCard:
+    """The short text the GUI shows next to the method picker."""
+    title: str
+    family: str          # "bottleneck", "siamese", "masking", "text", "multimodal"
+    learns: str          # what the representation learns, in one or two sentences
+    loss: str            # the objective in the course notation
+    paper: str           # citation
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a method needs to know about its data to build its modules."""
+    name: str
+    channels: int
+    height: int
+    width: int
+    n_train: int
+
+
+class Method(nn.Module):
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    card: ClassVar[MethodCard]
+    #: False for closed-form methods (PCA): the loop calls ``fit`` once instead of steps.
+    iterative: ClassVar[bool] = True
+    #: Whether the run's view config is used (shown in the form and preview).
+    uses_views: ClassVar[bool] = True
+    #: Training defaults that suit this method better than the loop's.
+    train_defaults: ClassVar[dict] = {}
+
+    def __init__(self, cfg, info: DataInfo):
+        super().__init__()
+        self.cfg = cfg
+        self.info = info
+
+    def training_step(self, x: torch.Tensor, views: ViewConfig,
+                      generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, views: ViewConfig, generator: torch.Generator):
+        # The loop calls the module (not training_step) so DistributedDataParallel,
+        # which hooks forward(), synchronises gradients across processes.
+        return self.training_step(x, views, generator)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Features of a normalised float batch (B, C, H, W) → (B, D)."""
+        raise NotImplementedError
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        """Hook after each optimiser step (momentum encoders update here)."""
+
+    def fit(self, x: torch.Tensor) -> dict:
+        """Closed-form training on all normalised train images (non-iterative methods)."""
+        raise NotImplementedError
+
+    def reconstruct(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, np.ndarray] | None:
+        """For methods that reconstruct: {"original", "input", "reconstruction"} as
+        uint8 (B, H, W, C) arrays, or None for methods that don't."""
+        return None
+
+    # Helpers shared by the image methods -------------------------------------------------
+    @staticmethod
+    def to_uint8_images(x: torch.Tensor) -> np.ndarray:
+        """Normalised float (B, C, H, W) → uint8 (B, H, W, C) for drawing."""
+        from ..augment import denormalize
+        img = denormalize(x.detach().float()).clamp(0, 1).mul(255).round().byte()
+        return img.permute(0, 2, 3, 1).cpu().numpy()
+
+    @staticmethod
+    def normalized(x: torch.Tensor) -> torch.Tensor:
+        return normalize(x)

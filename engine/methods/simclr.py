@@ -1,0 +1,54 @@
+"""SimCLR: agree across two augmented views of the same image.
+
+Each image gives two views; backbone f and projection head g map them to
+z = g(f(x)). NT-Xent pulls the two views of an image together and pushes
+them from the other 2N−2 views in the batch. The representation is f(x), the
+layer before the head (Chen et al. 2020, §4.2 shows it beats z).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..augment import make_view_pair
+from ..config import param
+from ..losses import nt_xent
+from ..nets import BACKBONES, build_backbone, mlp
+from .base import DataInfo, Method, MethodCard
+
+
+@dataclass
+class SimCLRConfig:
+    backbone: str = param("small-cnn", "Encoder network", choices=BACKBONES)
+    width: int = param(32, "Channels of the small CNN's first layer", min=4, max=256)
+    projection_dim: int = param(128, "Output size of the projection head g", min=2, max=4096)
+    hidden_dim: int = param(512, "Hidden size of the projection head", min=2, max=8192)
+    temperature: float = param(0.2, "τ in NT-Xent: lower sharpens the softmax over negatives",
+                               min=0.01, max=10.0)
+
+
+class SimCLR(Method):
+    name = "simclr"
+    Config = SimCLRConfig
+    card = MethodCard(
+        title="SimCLR", family="siamese",
+        learns="Features that are the same for two augmentations of one image and different "
+               "from other images: invariance to the chosen augmentations.",
+        loss="l(i,j) = −log exp(sim(z_i,z_j)/τ) / Σ_{k≠i} exp(sim(z_i,z_k)/τ),  "
+             "L = 1/2N Σ_k [l(2k−1,2k) + l(2k,2k−1)]",
+        paper="Chen, Kornblith, Norouzi & Hinton, A simple framework for contrastive learning "
+              "of visual representations, ICML 2020",
+        url="https://arxiv.org/abs/2002.05709")
+
+    def __init__(self, cfg: SimCLRConfig, info: DataInfo):
+        super().__init__(cfg, info)
+        self.backbone = build_backbone(cfg.backbone, info.channels, info.height, cfg.width)
+        self.head = mlp(self.backbone.dim, cfg.hidden_dim, cfg.projection_dim, layers=2)
+
+    def embed(self, x):
+        return self.backbone(x)
+
+    def training_step(self, x, views, generator):
+        v1, v2 = make_view_pair(x, views, generator)
+        z1, z2 = self.head(self.backbone(v1)), self.head(self.backbone(v2))
+        loss = nt_xent(z1, z2, self.cfg.temperature)
+        return loss, {"z": z1.detach()}

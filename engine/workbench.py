@@ -1,0 +1,251 @@
+"""The operations the CLI and the GUI share: import a dataset, start a run,
+train it, compute a map, export results.
+
+Everything here works on an open :class:`~engine.store.Project` and returns
+plain values; neither front end duplicates any of it.
+"""
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from . import __version__
+from .data import DATASET_KINDS, DataError, ImageData, load_images
+from .store import Project
+from .train import (DistInfo, Event, RunControl, RunConfig, default_run_config,
+                    environment_versions, train)
+
+DEMO_DATASETS = (("digits", "digits", {}), ("shapes", "shapes", {"n": 2000, "size": 32, "seed": 0}))
+
+
+# --------------------------------------------------------------------------------------
+# Datasets
+
+
+def import_dataset(project: Project, kind: str, name: str | None = None, *,
+                   progress: Callable[[int, int], None] | None = None,
+                   cancel: Callable[[], bool] | None = None, **params) -> tuple[int, ImageData]:
+    """Load a dataset and record it in the project.
+
+    Built-in kinds are stored as their parameters (they regenerate exactly);
+    the user's files are stored as decoded arrays, so the project keeps working
+    when the original folder moves or disappears.
+    """
+    if kind not in DATASET_KINDS:
+        raise DataError(f"unknown dataset kind {kind!r} (known: {', '.join(DATASET_KINDS)})")
+    data = load_images(kind, progress=progress, cancel=cancel, **params)
+    name = name or data.name
+    arrays = strings = None
+    if not DATASET_KINDS[kind].builtin:
+        arrays, strings = _dataset_payload(data)
+    stats = data.stats()
+    if data.skipped:
+        stats["skipped_files"] = [f"{f}: {why}" for f, why in data.skipped[:1000]]
+    dataset_id = project.add_dataset(name, kind, _jsonable(params), data.n, data.fingerprint(), stats,
+                                     arrays=arrays, strings=strings)
+    _cache_put(project, dataset_id, data)
+    return dataset_id, data
+
+
+def _dataset_payload(data: ImageData) -> tuple[dict, dict]:
+    arrays = {"images": data.images, "split": data.split}
+    strings = {"item_names": list(data.item_names), "name": [data.name]}
+    if data.labels is not None:
+        arrays["labels"] = data.labels
+        strings["class_names"] = list(data.class_names or [])
+    if data.captions is not None:
+        strings["captions"] = list(data.captions)
+    for attr, (ids, names) in data.attributes.items():
+        arrays[f"attr:{attr}"] = ids
+        strings[f"attr:{attr}"] = list(names)
+    return arrays, strings
+
+
+def _jsonable(params: dict) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in params.items()}
+
+
+_CACHE: OrderedDict[tuple, ImageData] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def _cache_put(project: Project, dataset_id: int, data: ImageData) -> None:
+    with _CACHE_LOCK:
+        _CACHE[(str(project.path), dataset_id)] = data
+        while len(_CACHE) > 4:
+            _CACHE.popitem(last=False)
+
+
+def load_dataset(project: Project, dataset: int | str) -> ImageData:
+    """The items of a stored dataset: regenerated (built-in kinds) or read from the file."""
+    rec = project.dataset(dataset)
+    key = (str(project.path), rec.id)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+    kind = DATASET_KINDS.get(rec.kind)
+    if kind is not None and kind.builtin:
+        data = load_images(rec.kind, **rec.params)
+        if data.fingerprint() != rec.fingerprint:
+            raise DataError(f"dataset {rec.name!r} regenerated differently from when it was imported "
+                            "(a different Pretext version?); re-import it to train on it")
+        data.name = rec.name if rec.kind not in ("digits", "shapes") else data.name
+    else:
+        data = _dataset_from_arrays(project, rec)
+    _cache_put(project, rec.id, data)
+    return data
+
+
+def _dataset_from_arrays(project: Project, rec) -> ImageData:
+    arrays = project.dataset_arrays(rec.id)
+    if "images" not in arrays:
+        raise DataError(f"dataset {rec.name!r} has no stored images in {project.path}")
+    strings = lambda key: project.dataset_strings(rec.id, key)  # noqa: E731
+    attributes = {key[5:]: (arr, strings(key)) for key, arr in arrays.items() if key.startswith("attr:")}
+    labels = arrays.get("labels")
+    captions = strings("captions") or None
+    return ImageData(name=(strings("name") or [rec.name])[0], images=arrays["images"],
+                     labels=labels, class_names=(strings("class_names") or None) if labels is not None else None,
+                     attributes=attributes, captions=captions, item_names=strings("item_names"),
+                     split=arrays["split"], skipped=[])
+
+
+# --------------------------------------------------------------------------------------
+# Runs
+
+
+def code_version() -> str:
+    """The git commit of this checkout when there is one, else the package version."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=5)
+        if out.returncode == 0 and out.stdout.strip():
+            return f"{__version__}+{out.stdout.strip()}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return __version__
+
+
+def create_run(project: Project, dataset: int | str, method: str,
+               overrides: dict[str, str] | None = None, *, name: str = "",
+               run_config: RunConfig | None = None) -> int:
+    """Record a new run (status "created") with everything that reproduces it."""
+    rec = project.dataset(dataset)
+    data = load_dataset(project, rec.id)
+    cfg = run_config or default_run_config(method, data, overrides)
+    return project.create_run(rec.id, cfg.method, cfg.to_dict(), cfg.train.seed,
+                              device=cfg.train.device, versions=environment_versions(),
+                              fingerprint=rec.fingerprint, code_version=code_version(),
+                              name=name or f"{cfg.method} on {rec.name}")
+
+
+def run_training(project: Project, run_id: int, control: RunControl | None = None,
+                 dist: DistInfo | None = None) -> Iterator[Event]:
+    """Train or resume run ``run_id`` (the generator both front ends consume)."""
+    run = project.run(run_id)
+    data = load_dataset(project, run.dataset_id)
+    return train(project, run_id, data, control, dist)
+
+
+def load_trained_method(project: Project, run_id: int, device: str = "auto"):
+    """Rebuild a run's method with its latest checkpoint, in eval mode: (method, device)."""
+    from .methods import DataInfo, get_method
+    from .train import pick_device
+    run = project.run(run_id)
+    ck = project.latest_checkpoint(run_id)
+    if ck is None:
+        raise ValueError(f"run {run_id} has no checkpoint yet (status {run.status})")
+    cfg = RunConfig.from_dict(run.config)
+    data = load_dataset(project, run.dataset_id)
+    n_train = int((data.split == 0).sum())
+    info = DataInfo(data.name, data.channels, data.height, data.width, n_train)
+    dev = pick_device(device)
+    method = get_method(cfg.method)(cfg.method_config, info)
+    method.load_state_dict(ck[2]["model"])
+    method.to(dev).eval()
+    return method, dev
+
+
+def compute_map(project: Project, embedding_id: int, kind: str = "umap", progress=None, **params) -> int:
+    """Project an embedding set to 2-D and store it; returns the projection id."""
+    from .maps import project as project_2d
+    _, vectors = project.load_embeddings(embedding_id)
+    coords = project_2d(vectors, kind, **params)
+    return project.save_projection(embedding_id, kind, params, coords)
+
+
+def final_embeddings(project: Project, run_id: int):
+    """The run's final embedding set (split "all"), or None before it finished."""
+    sets = [e for e in project.embedding_sets(run_id) if e.split == "all"]
+    return sets[-1] if sets else None
+
+
+# --------------------------------------------------------------------------------------
+# The demo project
+
+
+def ensure_demo_project(path: str | Path) -> Project:
+    """Open the demo project, creating it (digits + shapes) on first use."""
+    path = Path(path)
+    project = Project.open_or_create(path)
+    have = {d.name for d in project.datasets()}
+    for name, kind, params in DEMO_DATASETS:
+        if name not in have:
+            import_dataset(project, kind, name, **params)
+    return project
+
+
+def default_demo_path() -> Path:
+    return Path.home() / ".local" / "share" / "pretext" / "demo.pretext"
+
+
+def export_embeddings(project: Project, embedding_id: int, out: Path, fmt: str) -> list[Path]:
+    """Write an embedding set as .npy, .csv or TensorBoard-projector TSV (+ metadata)."""
+    ids, vectors = project.load_embeddings(embedding_id)
+    emb = next(e for r in project.runs() for e in project.embedding_sets(r.id) if e.id == embedding_id)
+    run = project.run(emb.run_id)
+    data = load_dataset(project, run.dataset_id)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "npy":
+        np.save(out, vectors)
+        return [out]
+    if fmt == "csv":
+        header = "id," + ",".join(f"d{i}" for i in range(vectors.shape[1]))
+        np.savetxt(out, np.column_stack([ids, vectors]), delimiter=",", header=header, comments="",
+                   fmt=["%d"] + ["%.6g"] * vectors.shape[1])
+        return [out]
+    if fmt == "tsv":
+        np.savetxt(out, vectors, delimiter="\t", fmt="%.6g")
+        meta = out.with_name(out.stem + "_metadata.tsv")
+        cols = ["name"] + (["label"] if data.labels is not None else []) + \
+            (["caption"] if data.captions else [])
+        lines = ["\t".join(cols)]
+        for i in ids:
+            row = [data.item_names[i]]
+            if data.labels is not None:
+                names = data.class_names or []
+                lab = int(data.labels[i])
+                row.append(names[lab] if lab < len(names) else str(lab))
+            if data.captions:
+                row.append(data.captions[i])
+            lines.append("\t".join(c.replace("\t", " ").replace("\n", " ") for c in row))
+        meta.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return [out, meta]
+    raise ValueError(f"unknown export format {fmt!r} (npy, csv, tsv)")
+
+
+def export_weights(project: Project, run_id: int, out: Path) -> Path:
+    """The run's latest trained weights as a safetensors file."""
+    from safetensors.torch import save_file
+    ck = project.latest_checkpoint(run_id)
+    if ck is None:
+        raise ValueError(f"run {run_id} has no checkpoint yet")
+    state = {k: v.contiguous() for k, v in ck[2]["model"].items()}
+    save_file(state, str(out), metadata={"run": str(run_id), "method": project.run(run_id).method})
+    return Path(out)
