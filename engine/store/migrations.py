@@ -1,0 +1,193 @@
+"""Schema versions and the migrations between them.
+
+A project file records its version in ``meta.schema_version``. Opening an
+older file runs ``MIGRATIONS[v]`` for each version v up to ``SCHEMA_VERSION``
+in ONE transaction, so an interrupted or failing upgrade leaves the file as it
+was (SQLite DDL is transactional).
+
+To change the schema:
+  1. edit the models in ``schema.py`` and bump ``SCHEMA_VERSION``;
+  2. add ``migrate_N_to_N1(conn)`` here and register it in ``MIGRATIONS``;
+  3. run tests/store: one migrates the v1 fixture and compares the result
+     with a freshly created file, table by table, column by column.
+
+A migration receives a ``Connection`` inside the transaction, with foreign
+keys OFF so that it may rebuild a table the SQLite way (create new, copy,
+drop old, rename); ``foreign_key_check`` runs before the commit.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from sqlalchemy import Connection, text
+
+from .schema import APPLICATION_ID, SCHEMA_VERSION
+
+# The first schema, exactly as Pretext 0.1 created it. Frozen: never edit;
+# tests build v1 files from it and from the SQL dump in tests/store/fixtures.
+SCHEMA_V1: tuple[str, ...] = (
+    """CREATE TABLE meta (
+        "key" VARCHAR NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY ("key"))""",
+    """CREATE TABLE datasets (
+        id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+        name VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        params JSON NOT NULL,
+        n_items INTEGER NOT NULL,
+        fingerprint VARCHAR NOT NULL,
+        stats JSON NOT NULL,
+        created_at DATETIME NOT NULL,
+        UNIQUE (name))""",
+    """CREATE TABLE dataset_arrays (
+        id INTEGER NOT NULL,
+        dataset_id INTEGER NOT NULL,
+        name VARCHAR NOT NULL,
+        dtype VARCHAR NOT NULL,
+        shape JSON NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (id),
+        UNIQUE (dataset_id, name),
+        FOREIGN KEY(dataset_id) REFERENCES datasets (id) ON DELETE CASCADE)""",
+    """CREATE TABLE dataset_strings (
+        id INTEGER NOT NULL,
+        dataset_id INTEGER NOT NULL,
+        name VARCHAR NOT NULL,
+        data JSON NOT NULL,
+        PRIMARY KEY (id),
+        UNIQUE (dataset_id, name),
+        FOREIGN KEY(dataset_id) REFERENCES datasets (id) ON DELETE CASCADE)""",
+    """CREATE TABLE runs (
+        id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+        dataset_id INTEGER NOT NULL,
+        method VARCHAR NOT NULL,
+        name VARCHAR NOT NULL,
+        config JSON NOT NULL,
+        status VARCHAR NOT NULL,
+        seed INTEGER NOT NULL,
+        device VARCHAR NOT NULL,
+        versions JSON NOT NULL,
+        fingerprint VARCHAR NOT NULL,
+        code_version VARCHAR NOT NULL,
+        created_at DATETIME NOT NULL,
+        started_at DATETIME,
+        finished_at DATETIME,
+        error TEXT,
+        FOREIGN KEY(dataset_id) REFERENCES datasets (id) ON DELETE CASCADE)""",
+    "CREATE INDEX ix_runs_dataset_id ON runs (dataset_id)",
+    """CREATE TABLE metrics (
+        id INTEGER NOT NULL,
+        run_id INTEGER NOT NULL,
+        step INTEGER NOT NULL,
+        epoch FLOAT NOT NULL,
+        name VARCHAR NOT NULL,
+        value FLOAT,
+        PRIMARY KEY (id),
+        FOREIGN KEY(run_id) REFERENCES runs (id) ON DELETE CASCADE)""",
+    "CREATE INDEX ix_metrics_run_id ON metrics (run_id)",
+    """CREATE TABLE checkpoints (
+        id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+        run_id INTEGER NOT NULL,
+        step INTEGER NOT NULL,
+        epoch INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        created_at DATETIME NOT NULL,
+        FOREIGN KEY(run_id) REFERENCES runs (id) ON DELETE CASCADE)""",
+    "CREATE INDEX ix_checkpoints_run_id ON checkpoints (run_id)",
+    """CREATE TABLE embeddings (
+        id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+        run_id INTEGER NOT NULL,
+        split VARCHAR NOT NULL,
+        epoch INTEGER,
+        n INTEGER NOT NULL,
+        dim INTEGER NOT NULL,
+        dtype VARCHAR NOT NULL,
+        ids BLOB NOT NULL,
+        vectors BLOB NOT NULL,
+        created_at DATETIME NOT NULL,
+        FOREIGN KEY(run_id) REFERENCES runs (id) ON DELETE CASCADE)""",
+    "CREATE INDEX ix_embeddings_run_id ON embeddings (run_id)",
+    """CREATE TABLE projections (
+        id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+        embedding_id INTEGER NOT NULL,
+        kind VARCHAR NOT NULL,
+        params JSON NOT NULL,
+        coords BLOB NOT NULL,
+        created_at DATETIME NOT NULL,
+        FOREIGN KEY(embedding_id) REFERENCES embeddings (id) ON DELETE CASCADE)""",
+    "CREATE INDEX ix_projections_embedding_id ON projections (embedding_id)",
+    """CREATE TABLE artifacts (
+        id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+        run_id INTEGER NOT NULL,
+        name VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        step INTEGER NOT NULL,
+        meta JSON NOT NULL,
+        data BLOB NOT NULL,
+        created_at DATETIME NOT NULL,
+        FOREIGN KEY(run_id) REFERENCES runs (id) ON DELETE CASCADE)""",
+    "CREATE INDEX ix_artifacts_run_id ON artifacts (run_id)",
+)
+
+
+class MigrationError(Exception):
+    """A migration could not bring the file to the current schema."""
+
+
+def migrate_1_to_2(conn: Connection) -> None:
+    """Lineage and labels for runs, and a faster per-run metric index.
+
+    * ``runs.parent_run_id``: the run a resumed or forked run started from
+      (NULL when its parent is deleted);
+    * ``runs.tags``: a JSON list of strings, '[]' for existing runs;
+    * ``ix_metrics_run_id_name``: metric_names / latest_metrics / one curve
+      of a run without scanning all its rows.
+    """
+    conn.execute(text("ALTER TABLE runs ADD COLUMN parent_run_id INTEGER "
+                      "REFERENCES runs (id) ON DELETE SET NULL"))
+    conn.execute(text("ALTER TABLE runs ADD COLUMN tags JSON DEFAULT '[]' NOT NULL"))
+    conn.execute(text("CREATE INDEX ix_metrics_run_id_name ON metrics (run_id, name)"))
+
+
+# MIGRATIONS[v] takes a file from version v to v + 1.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: migrate_1_to_2}
+
+
+def read_version(conn: Connection) -> int:
+    value = conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar()
+    return int(value)
+
+
+def upgrade(conn: Connection) -> tuple[int, int]:
+    """Bring the file behind ``conn`` to ``SCHEMA_VERSION``, all or nothing.
+
+    ``conn`` must not be in a transaction: foreign-key enforcement can only be
+    switched off outside one. Returns (version found, version now).
+    """
+    raw = conn.connection.dbapi_connection  # pragma below must bypass autobegin
+    raw.execute("PRAGMA foreign_keys = OFF")
+    try:
+        with conn.begin():
+            # Read inside the (write-locked) transaction: another process may
+            # have upgraded the file since we looked.
+            found = version = read_version(conn)
+            if version > SCHEMA_VERSION:
+                raise MigrationError(f"schema version {version} is newer than this Pretext's {SCHEMA_VERSION}")
+            while version < SCHEMA_VERSION:
+                step = MIGRATIONS.get(version)
+                if step is None:
+                    raise MigrationError(f"no migration from schema version {version}")
+                step(conn)
+                version += 1
+            if version != found:
+                # Files from before application_id was set get stamped too.
+                conn.execute(text(f"PRAGMA application_id = {APPLICATION_ID}"))
+                conn.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"),
+                             {"v": str(version)})
+                broken = conn.execute(text("PRAGMA foreign_key_check")).fetchall()
+                if broken:
+                    raise MigrationError(f"foreign keys broken after migration: {broken[:5]}")
+        return found, version
+    finally:
+        raw.execute("PRAGMA foreign_keys = ON")

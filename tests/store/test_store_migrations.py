@@ -1,0 +1,128 @@
+"""Schema migrations: a real v1 file opens as v2 with its rows intact."""
+import sqlite3
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+import torch
+
+from engine.store import APPLICATION_ID, Project, ProjectError, SCHEMA_VERSION
+from engine.store import migrations
+from engine.store.migrations import SCHEMA_V1
+
+
+def _schema(path) -> dict:
+    """Everything that defines a file's schema, in comparable form."""
+    conn = sqlite3.connect(path)
+    out = {}
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    for t in tables:
+        out[t] = {
+            "columns": conn.execute(f"PRAGMA table_info('{t}')").fetchall(),
+            "foreign_keys": sorted(r[2:] for r in conn.execute(f"PRAGMA foreign_key_list('{t}')")),
+            "indexes": sorted((r[1], r[2], tuple(c[2] for c in conn.execute(f"PRAGMA index_info('{r[1]}')")))
+                              for r in conn.execute(f"PRAGMA index_list('{t}')")),
+        }
+    conn.close()
+    return out
+
+
+def _meta(path) -> dict:
+    conn = sqlite3.connect(path)
+    try:
+        return dict(conn.execute("SELECT key, value FROM meta"))
+    finally:
+        conn.close()
+
+
+def test_fixture_is_schema_v1(v1_file, tmp_path):
+    """The dump and the frozen SCHEMA_V1 describe the same tables."""
+    frozen = tmp_path / "frozen.sqlite"
+    conn = sqlite3.connect(frozen)
+    for statement in SCHEMA_V1:
+        conn.execute(statement)
+    conn.close()
+    assert _schema(frozen) == _schema(v1_file)
+    assert _meta(v1_file)["schema_version"] == "1"
+
+
+def test_v1_file_is_upgraded_with_rows_intact(v1_file):
+    assert SCHEMA_VERSION == 2
+    with Project.open(v1_file) as p:
+        assert _meta(v1_file)["schema_version"] == "2"
+        assert _meta(v1_file)["app"] == "pretext"
+        ds = p.dataset("digits")
+        assert (ds.id, ds.kind, ds.params, ds.n_items, ds.fingerprint, ds.stats) == (
+            1, "digits", {"size": 8}, 3, "sha256:abc", {"mean": [0.5]})
+        assert ds.created_at == datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
+        assert p.dataset_strings(1, "item_names") == ["a.png", "b.png", "c.png"]
+        assert list(p.dataset_arrays(1)["labels"]) == [0, 1, 2]
+
+        first, second = p.runs()
+        assert (first.method, first.name, first.config, first.status, first.seed, first.versions,
+                first.code_version) == ("simclr", "digits-simclr", {"lr": 0.1, "temperature": 0.5}, "finished",
+                                        7, {"torch": "2.3.0"}, "0.1.0")
+        assert first.finished_at == datetime(2024, 5, 1, 10, 5, tzinfo=timezone.utc)
+        assert (second.status, second.error) == ("failed", "out of memory")
+        # the new columns, filled for old rows
+        assert first.tags == [] and first.parent_run_id is None and second.tags == []
+
+        assert [(m.step, m.epoch, m.name, m.value) for m in p.metrics(1, "loss")] == [
+            (0, 0.0, "loss", 4.5), (10, 0.5, "loss", 3.25), (20, 1.0, "loss", 2.0)]
+        assert p.metric_names(1) == ["loss", "lr", "knn_acc"]
+        assert p.latest_metrics(1) == {"lr": 0.1, "loss": 2.0, "knn_acc": 0.75}
+        step, epoch, state = p.latest_checkpoint(1)
+        assert (step, epoch, state["step"]) == (20, 1, 20)
+        assert torch.equal(state["model"]["w"], torch.tensor([[1.0, 2.0]]))
+        ids, vectors = p.load_embeddings(1)
+        assert list(ids) == [10, 11, 12] and np.array_equal(vectors, [[1, 0], [0, 1], [0.5, 0.5]])
+        assert np.array_equal(p.load_projection(1), [[0, 0], [1, 1], [2, 2]])
+        assert p.load_artifact(1) == b"\x89PNG\r\n\x1a\nfake"
+
+        # and what schema 2 added works on the upgraded file
+        fork = p.create_run(1, "simclr", {}, 0, parent_run_id=1, tags=["resumed"])
+        assert fork == 3  # AUTOINCREMENT carried over
+        assert p.run(fork).parent_run_id == 1 and p.run(fork).tags == ["resumed"]
+        p.update_run(2, tags=["oom"])
+        assert p.run(2).tags == ["oom"]
+
+    assert v1_file.read_bytes()[68:72] == APPLICATION_ID.to_bytes(4, "big")
+    with Project.open(v1_file, read_only=True) as p:  # now readable by other processes too
+        assert len(p.runs()) == 3
+
+
+def test_migrated_file_matches_a_fresh_one(v1_file, tmp_path):
+    Project.open(v1_file).close()
+    Project.create(tmp_path / "fresh.pretext").close()
+    assert _schema(v1_file) == _schema(tmp_path / "fresh.pretext")
+
+
+def test_read_only_open_of_v1_file_asks_for_an_upgrade(v1_file):
+    before = v1_file.read_bytes()
+    with pytest.raises(ProjectError, match="schema version 1; open it once for writing"):
+        Project.open(v1_file, read_only=True)
+    assert v1_file.read_bytes() == before
+
+
+def test_failing_migration_changes_nothing(v1_file, monkeypatch):
+    def half_done(conn):
+        migrations.migrate_1_to_2(conn)  # all three statements run...
+        raise RuntimeError("power cut")  # ...and then it fails
+
+    monkeypatch.setitem(migrations.MIGRATIONS, 1, half_done)
+    with pytest.raises(ProjectError, match=r"cannot be upgraded to schema version 2 \(power cut\); the file was left"):
+        Project.open(v1_file)
+    assert _meta(v1_file)["schema_version"] == "1"
+    columns = [c[1] for c in _schema(v1_file)["runs"]["columns"]]
+    assert "tags" not in columns and "parent_run_id" not in columns
+    assert "ix_metrics_run_id_name" not in str(_schema(v1_file)["metrics"]["indexes"])
+
+    monkeypatch.undo()
+    with Project.open(v1_file) as p:  # and the real one still goes through afterwards
+        assert p.run(1).tags == []
+
+
+def test_missing_migration_is_reported(v1_file, monkeypatch):
+    monkeypatch.delitem(migrations.MIGRATIONS, 1)
+    with pytest.raises(ProjectError, match="unknown schema version 1"):
+        Project.open(v1_file)
