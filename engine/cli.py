@@ -116,16 +116,19 @@ def cmd_new(args) -> int:
 def cmd_datasets(args) -> int:
     from .data import DATASET_KINDS
     from .workbench import import_dataset
+    args.project = getattr(args, "project_sub", None) or args.project
+    args.json = getattr(args, "json_sub", False) or args.json
+    args.name = getattr(args, "name", None)
     if args.action == "kinds":
         for kind in DATASET_KINDS.values():
             params = ", ".join(f"{p.name}={p.default!r}" for p in kind.params)
             print(f"{kind.name:14s} {kind.title} — {kind.description}  [{params}]")
         return 0
+    if not args.project:
+        raise UserError("datasets needs --project FILE")
     project = _open(args, read_only=args.action == "list")
     try:
         if args.action == "add":
-            if not args.kind:
-                raise UserError("datasets add needs a kind (see: main.py datasets kinds)")
             params = {k: _coerce(v) for k, v in _parse_overrides(args.params).items()}
             bar = ProgressBar(1)
 
@@ -416,16 +419,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--empty", action="store_true", help="no demo datasets")
     sp.set_defaults(func=cmd_new)
 
-    sp = with_project(sub.add_parser("datasets", help="list, add or describe datasets",
-                                     description="list: the project's datasets; add KIND key=value...: "
-                                     "import one (e.g. add image-folder path=photos/ size=32); "
-                                     "kinds: what can be imported"))
-    sp.add_argument("action", nargs="?", default="list", choices=("list", "add", "kinds"))
-    sp.add_argument("kind", nargs="?")
-    sp.add_argument("params", nargs="*", help="key=value parameters of the dataset kind")
+    ds = sub.add_parser("datasets", help="list, add or describe datasets",
+                        description="list the project's datasets (default), add one, or show the kinds")
+    ds.add_argument("--project", "-p", help="the .pretext project file")
+    ds.add_argument("--json", action="store_true")
+    ds.set_defaults(func=cmd_datasets, action="list")
+    ds_sub = ds.add_subparsers(dest="action", metavar="action")
+    sp = ds_sub.add_parser("list", help="the project's datasets")
+    sp.add_argument("--project", "-p", dest="project_sub")
+    sp.add_argument("--json", action="store_true", dest="json_sub")
+    sp = ds_sub.add_parser("add", help="import a dataset: add KIND key=value ... "
+                           "(e.g. add image-folder path=photos/ size=32)")
+    sp.add_argument("--project", "-p", dest="project_sub")
+    sp.add_argument("kind", help="dataset kind (see: datasets kinds)")
+    sp.add_argument("params", nargs="*", help="key=value parameters of the kind")
     sp.add_argument("--name", help="name in the project (default: the kind's)")
-    sp.add_argument("--json", action="store_true")
-    sp.set_defaults(func=cmd_datasets)
+    ds_sub.add_parser("kinds", help="the kinds of dataset that can be imported")
 
     sp = with_project(sub.add_parser("train", help="train a method on a dataset"))
     sp.add_argument("--dataset", "-d", required=True, help="dataset name or id (built-ins are added on use)")
@@ -448,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_resume)
 
     sp = with_project(sub.add_parser("worker", help=argparse.SUPPRESS))
-    sp.add_argument("--run", type=int, required=True)
+    # "--run-id", not "--run": torchrun's parser would take "--run" for its "--run-path".
+    sp.add_argument("--run-id", dest="run", type=int, required=True)
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=cmd_worker)
 

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def launch(project_path: str | Path, run_id: int, nproc: int, *, quiet: bool = False) -> int:
     """Run ``run_id`` in ``nproc`` processes and wait; returns the exit code."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           str(ROOT / "main.py"), "worker", "--project", str(project_path), "--run", str(run_id)]
+           str(ROOT / "main.py"), "worker", "--project", str(project_path), "--run-id", str(run_id)]
     if quiet:
         cmd.append("--quiet")
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
