@@ -81,29 +81,35 @@ class RunConfig:
 
 def default_run_config(method: str, data: ImageData, overrides: dict[str, str] | None = None) -> RunConfig:
     """Defaults for ``method`` on ``data``, then ``overrides`` ({"lr": "0.01",
-    "temperature": "0.1", "views.flip_p": "0"}) routed to the config that owns each key."""
+    "temperature": "0.1", "views.flip_p": "0"}) routed to the config that owns each key.
+
+    On a CUDA machine the method's ``gpu_defaults`` (bigger backbone, batch,
+    more epochs) come between its CPU defaults and the user's overrides.
+    """
     m = get_method(method)
-    train_cfg = cfgmod.from_dict(TrainConfig, {**cfgmod.to_dict(TrainConfig()), **m.train_defaults})
-    run = RunConfig(method=method, train=train_cfg, method_config=m.Config(),
+    run = RunConfig(method=method, train=TrainConfig(), method_config=m.Config(),
                     views=augment.default_views(data.name, data.height, data.channels))
-    overrides = dict(overrides or {})
-    groups: dict[str, dict[str, str]] = {"train": {}, "method_config": {}, "views": {}}
+    overrides = {k: str(v) for k, v in (overrides or {}).items()}
+    wants_gpu = overrides.get("device", "auto") in ("auto", "cuda") and torch.cuda.is_available()
+    layers = [m.train_defaults, m.gpu_defaults if wants_gpu else {}, overrides]
     train_keys = {f.name for f in cfgmod.fields(TrainConfig)}
     method_keys = {f.name for f in cfgmod.fields(m.Config)}
-    for key, value in overrides.items():
-        if key.startswith("views."):
-            groups["views"][key[6:]] = value
-        elif key in method_keys:
-            groups["method_config"][key] = value
-        elif key in train_keys:
-            groups["train"][key] = value
-        else:
-            known = sorted(train_keys | method_keys)
-            raise cfgmod.ConfigError({key: f"is not a setting of {method} or of training "
-                                           f"(known: {', '.join(known)}; views.<name> for views)"})
-    run.train = cfgmod.with_overrides(run.train, groups["train"])
-    run.method_config = cfgmod.with_overrides(run.method_config, groups["method_config"])
-    run.views = cfgmod.with_overrides(run.views, groups["views"])
+    for layer in layers:
+        groups: dict[str, dict] = {"train": {}, "method_config": {}, "views": {}}
+        for key, value in layer.items():
+            if key.startswith("views."):
+                groups["views"][key[6:]] = value
+            elif key in method_keys:
+                groups["method_config"][key] = value
+            elif key in train_keys:
+                groups["train"][key] = value
+            else:
+                known = sorted(train_keys | method_keys)
+                raise cfgmod.ConfigError({key: f"is not a setting of {method} or of training "
+                                               f"(known: {', '.join(known)}; views.<name> for views)"})
+        run.train = cfgmod.with_overrides(run.train, groups["train"])
+        run.method_config = cfgmod.with_overrides(run.method_config, groups["method_config"])
+        run.views = cfgmod.with_overrides(run.views, groups["views"])
     return run
 
 

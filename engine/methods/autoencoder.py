@@ -55,6 +55,7 @@ class Autoencoder(Method):
     name = "autoencoder"
     Config = AutoencoderConfig
     uses_views = False
+    gpu_defaults = {"backbone": "resnet18-cifar", "batch_size": 512, "epochs": 50}
     card = MethodCard(
         title="Autoencoder", family="bottleneck",
         learns="A compact code from which the image can be redrawn: whatever explains most pixels.",

@@ -56,8 +56,11 @@ class Method(nn.Module):
     iterative: ClassVar[bool] = True
     #: Whether the run's view config is used (shown in the form and preview).
     uses_views: ClassVar[bool] = True
-    #: Training defaults that suit this method better than the loop's.
+    #: Settings (of the loop, the method or "views.*") that suit this method on
+    #: small data on the CPU better than the loop's defaults.
     train_defaults: ClassVar[dict] = {}
+    #: Applied on top when training on a CUDA GPU: CIFAR-size recipes.
+    gpu_defaults: ClassVar[dict] = {}
 
     def __init__(self, cfg, info: DataInfo):
         super().__init__()
