@@ -454,6 +454,9 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
                      "optim": optimizer.state_dict() if optimizer is not None else {},
                      "step": step}
             project.save_checkpoint(run_id, step, epoch, state)
+            # Reconstructions of a fixed sample at every checkpoint, so a viewer
+            # can show how they sharpen over training.
+            _save_reconstructions(project, run_id, method, images, device, tcfg.seed, step)
         return CheckpointSaved(run_id, step, epoch)
 
     step = start_step
@@ -550,7 +553,6 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
                                          epoch=int(final_epoch))
         from .maps import pca_2d
         proj_id = project.save_projection(emb_id, "pca", {}, pca_2d(feats))
-        _save_reconstructions(project, run_id, method, images, device, tcfg.seed, step)
         flush()
         project.update_run(run_id, status="finished", finished_at=_now())
         yield EmbeddingsSaved(run_id, emb_id, proj_id)
@@ -559,16 +561,18 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
 
 def _save_reconstructions(project, run_id: int, method: Method, images: torch.Tensor,
                           device: torch.device, seed: int, step: int, n: int = 16) -> None:
-    """A PNG grid (original / input / reconstruction rows) for methods that reconstruct."""
+    """A PNG grid, one row per picture kind (original / input / reconstruction...),
+    for methods that reconstruct; nothing for the others."""
     g = torch.Generator().manual_seed(seed)
     sample = images[torch.randperm(len(images), generator=g)[:n]].to(device)
+    was_training = method.training
     method.eval()
     with torch.no_grad():
         rec = method.reconstruct(sample, _step_generator(seed, 0, 0, device))
-    method.train()
+    method.train(was_training)
     if rec is None:
         return
     from .images import grid_png
-    rows = [rec["original"], rec["input"], rec["reconstruction"]]
-    project.save_artifact(run_id, "reconstructions", "png", grid_png(rows), step=step,
-                          meta={"rows": ["original", "input", "reconstruction"], "n": len(sample)})
+    names = list(rec)        # original, input, reconstruction (and e.g. MAE's "pasted")
+    project.save_artifact(run_id, "reconstructions", "png", grid_png([rec[k] for k in names]), step=step,
+                          meta={"rows": names, "n": len(sample)})
