@@ -403,8 +403,17 @@ def cmd_export(args) -> int:
 # Parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def cmd_methods(args) -> int:
     from .methods import METHODS
+    for name, m in METHODS.items():
+        print(f"{name:22s} {m.card.title} ({m.card.family}): {m.card.learns}")
+        if args.verbose:
+            print(f"{'':22s} loss: {m.card.loss}\n{'':22s} paper: {m.card.paper}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # No torch import here: `--help` must answer at once.
     p = argparse.ArgumentParser(prog="main.py", description="Pretext: a workbench for self-supervised "
                                 "learning. With no command, opens the desktop app.")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -436,9 +445,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--name", help="name in the project (default: the kind's)")
     ds_sub.add_parser("kinds", help="the kinds of dataset that can be imported")
 
+    sp = sub.add_parser("methods", help="list the methods with what each learns")
+    sp.add_argument("--verbose", "-v", action="store_true", help="also the loss and the paper")
+    sp.set_defaults(func=cmd_methods)
+
     sp = with_project(sub.add_parser("train", help="train a method on a dataset"))
     sp.add_argument("--dataset", "-d", required=True, help="dataset name or id (built-ins are added on use)")
-    sp.add_argument("--method", "-m", required=True, choices=sorted(METHODS))
+    sp.add_argument("--method", "-m", required=True, help="method name (list them: main.py methods)")
     sp.add_argument("--epochs", type=int)
     sp.add_argument("--batch-size", dest="batch_size", type=int)
     sp.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
