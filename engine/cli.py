@@ -511,7 +511,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # argparse stops filling a positional list at the first option, so key=value
+    # items after an option (train ... --epochs 2 lr=0.1) arrive here: put them back.
+    target = "overrides" if hasattr(args, "overrides") else "params" if hasattr(args, "params") else None
+    if extra and target and all("=" in e and not e.startswith("-") for e in extra):
+        setattr(args, target, list(getattr(args, target) or []) + extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

@@ -23,7 +23,7 @@ def test_end_to_end_simclr_on_digits_then_reopen(tmp_path, capsys):
     code, out, _ = run_cli("new", p, capsys=capsys)
     assert code == 0 and p.exists()
     code, out, err = run_cli("train", "--project", p, "--dataset", "digits", "--method", "simclr",
-                             "--epochs", "2", "width=8", "batch_size=128", capsys=capsys)
+                             "width=8", "--epochs", "2", "batch_size=128", capsys=capsys)
     assert code == 0, err
     code, out, _ = run_cli("runs", "--project", p, "--json", capsys=capsys)
     runs = json.loads(out)
@@ -40,6 +40,8 @@ def test_end_to_end_simclr_on_digits_then_reopen(tmp_path, capsys):
     from engine.store import Project
     with Project.open(p) as project:
         assert project.latest_metrics(1)["knn"] == knn
+        config = project.run(1).config          # overrides before and after an option both count
+        assert config["method_config"]["width"] == 8 and config["train"]["batch_size"] == 128
         emb = [e for e in project.embedding_sets(1) if e.split == "all"][0]
         assert {pr.kind for pr in project.projections(emb.id)} == {"pca"}
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 from .autoencoder import Autoencoder
 from .base import DataInfo, Method, MethodCard
 from .denoising_autoencoder import DenoisingAutoencoder
+from .mae import MaskedAutoencoder
 from .pca import PCA
 from .simclr import SimCLR
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (PCA, Autoencoder, DenoisingAutoencoder, SimCLR)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (PCA, Autoencoder, DenoisingAutoencoder, SimCLR,
+                                                      MaskedAutoencoder)}
 
 
 def get_method(name: str) -> type[Method]:
