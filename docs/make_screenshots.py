@@ -1,0 +1,103 @@
+"""Screenshots of the main window for the user guide.
+
+    xvfb-run -s "-screen 0 1366x768x24" .venv/bin/python docs/make_screenshots.py [--out DIR]
+
+Makes (or reuses) a project with the demo data sets, trains a short SimCLR run
+on the digits *through the window* (so the Train view shows real curves),
+waits for the UMAP map, and saves project.png, train.png and map.png (the
+window at 1366×768). Works offscreen too (``QT_QPA_PLATFORM=offscreen``),
+with Qt's built-in fonts.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def wait_until(app, predicate, timeout: float, step: float = 0.05) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        app.processEvents()
+        if predicate():
+            return True
+        time.sleep(step)
+    app.processEvents()
+    return predicate()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    parser.add_argument("--project", type=Path, default=Path("/tmp/pretext-shots/shots.pretext"))
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--theme", choices=("light", "dark", "system"), default="system")
+    parser.add_argument("--umap-timeout", type=float, default=180.0)
+    args = parser.parse_args(argv)
+
+    import os
+    if args.theme != "system":
+        os.environ["PRETEXT_THEME"] = args.theme
+    os.environ.setdefault("PRETEXT_SETTINGS", str(args.project.parent / "settings.ini"))
+    from gui.app import make_app
+    app = make_app()
+    from engine.workbench import ensure_demo_project
+    from gui.main_window import MainWindow, describe_device
+    from gui.workers import stop_all
+
+    args.project.parent.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    project = ensure_demo_project(args.project)
+    window = MainWindow(project)
+    window.set_project(project, describe_device())
+    window.resize(1366, 768)
+    window.show()
+    wait_until(app, lambda: window.isVisible(), 5)
+
+    def shot(name: str) -> Path:
+        app.processEvents()
+        path = args.out / f"{name}.png"
+        window.grab().save(str(path))
+        print(f"saved {path}", flush=True)
+        return path
+
+    # Train a short run through the window.
+    tv = window.train_view
+    window.show_view("train")
+    tv.dataset_combo.setCurrentIndex(tv.dataset_combo.findData(project.dataset("digits").id))
+    tv.method_combo.setCurrentIndex(tv.method_combo.findData("simclr"))
+    tv.train_form.set_values({"epochs": args.epochs, "batch_size": 128})
+    tv.method_form.set_values({"width": 16})
+    tv.name_edit.setText("simclr, width 16")
+    assert tv.start_run(), tv.config_problems.text()
+    if not wait_until(app, lambda: not tv.busy, 600):
+        print("the run did not finish in time", file=sys.stderr)
+        stop_all()
+        return 1
+    run_id = tv.run_id
+    shot("train")
+
+    window.show_map(run_id)
+    mv = window.map_view
+    wait_until(app, lambda: mv.kind == "umap", args.umap_timeout)
+    if mv.coords is not None and len(mv.coords):
+        i = int(len(mv.coords) // 3)
+        mv.select_point(i)
+        mv.hover_point(mv.neighbours[0] if mv.neighbours else i)
+    shot("map")
+
+    window.show_view("project")
+    window.project_view.refresh()
+    window.project_view.select_run(run_id)
+    shot("project")
+    stop_all()
+    window.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

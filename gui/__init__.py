@@ -1,0 +1,5 @@
+"""Pretext's desktop window (PySide6 + pyqtgraph).
+
+Widgets only: everything that computes lives in ``engine/`` and runs in the
+worker threads of :mod:`gui.workers`; the GUI thread never trains or maps.
+"""

@@ -1,0 +1,316 @@
+"""The Project view: the data sets and runs a project file holds."""
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QGroupBox, QHBoxLayout, QHeaderView,
+                               QLabel, QMenu, QProgressBar, QPushButton, QSplitter, QTableWidget,
+                               QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
+
+from ..workers import FunctionWorker
+from .train_view import RESUMABLE
+
+RUN_COLUMNS = ("#", "Name", "Method", "Data set", "Status", "kNN", "Linear probe", "Created")
+DATASET_COLUMNS = ("Name", "Kind", "Items", "Size", "Classes", "Train / test")
+
+
+def _item(text: str, sort_value=None, align_right: bool = False) -> QTableWidgetItem:
+    it = QTableWidgetItem(text)
+    it.setFlags(it.flags() & ~Qt.ItemFlag.ItemIsEditable)
+    if sort_value is not None:
+        it.setData(Qt.ItemDataRole.UserRole, sort_value)
+    if align_right:
+        it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    return it
+
+
+def _pct(value) -> str:
+    if value is None or not isinstance(value, float) or math.isnan(value):
+        return "—"
+    return f"{value:.1%}"
+
+
+def _size_text(stats: dict) -> str:
+    size = stats.get("size") if isinstance(stats, dict) else None
+    if not size:
+        return "—"
+    ch = stats.get("channels")
+    colour = {1: "gray", 3: "RGB"}.get(ch, f"{ch} ch" if ch else "")
+    return f"{size[0]}×{size[1]} {colour}".strip()
+
+
+class ProjectView(QWidget):
+    """Tables of data sets and runs, refreshed when runs change."""
+
+    resume_requested = Signal(int)
+    map_requested = Signal(int)
+    datasets_changed = Signal()
+    #: (message, timeout ms) for the status bar
+    message = Signal(str, int)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.project = None
+        self._import_worker: FunctionWorker | None = None
+        self._signature = None
+        self._build()
+        self._poll = QTimer(self)
+        self._poll.setInterval(3000)   # follows runs started elsewhere (the CLI, torchrun)
+        self._poll.timeout.connect(self._poll_runs)
+
+    def _build(self) -> None:
+        root = QVBoxLayout(self)
+        root.setContentsMargins(6, 6, 6, 6)
+        self.title = QLabel()
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        root.addWidget(self.title)
+        split = QSplitter(Qt.Orientation.Vertical)
+
+        ds_box = QGroupBox("Data sets")
+        dl = QVBoxLayout(ds_box)
+        self.datasets_table = QTableWidget(0, len(DATASET_COLUMNS))
+        self.datasets_table.setHorizontalHeaderLabels(DATASET_COLUMNS)
+        self._table_defaults(self.datasets_table, stretch=0)
+        dl.addWidget(self.datasets_table)
+        self.datasets_empty = QLabel("No data sets yet. Add one with “Add data set”: the built-in "
+                                     "digits train in seconds.")
+        self.datasets_empty.setWordWrap(True)
+        dl.addWidget(self.datasets_empty)
+        row = QHBoxLayout()
+        self.add_button = QToolButton()
+        self.add_button.setText("Add data set")
+        self.add_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(self.add_button)
+        menu.addAction("Handwritten digits (8×8, built in)", lambda: self.import_dataset("digits"))
+        menu.addAction("Shapes (32×32, built in)", lambda: self.import_dataset("shapes"))
+        menu.addAction("Image folder or .zip…", self._import_folder)
+        self.add_button.setMenu(menu)
+        self.import_progress = QProgressBar()
+        self.import_progress.setVisible(False)
+        self.import_progress.setMaximumWidth(260)
+        self.cancel_import_button = QPushButton("Cancel")
+        self.cancel_import_button.setVisible(False)
+        self.cancel_import_button.clicked.connect(self.cancel_import)
+        row.addWidget(self.add_button)
+        row.addWidget(self.import_progress)
+        row.addWidget(self.cancel_import_button)
+        row.addStretch(1)
+        dl.addLayout(row)
+        split.addWidget(ds_box)
+
+        runs_box = QGroupBox("Runs")
+        rl = QVBoxLayout(runs_box)
+        self.runs_table = QTableWidget(0, len(RUN_COLUMNS))
+        self.runs_table.setHorizontalHeaderLabels(RUN_COLUMNS)
+        self._table_defaults(self.runs_table, stretch=1)
+        self.runs_table.itemSelectionChanged.connect(self._update_buttons)
+        self.runs_table.itemDoubleClicked.connect(self._on_run_double_clicked)
+        rl.addWidget(self.runs_table)
+        self.runs_empty = QLabel("No runs yet. Go to Train (Ctrl+2), pick a data set and a method, "
+                                 "and press Start (Ctrl+Return).")
+        self.runs_empty.setWordWrap(True)
+        rl.addWidget(self.runs_empty)
+        buttons = QHBoxLayout()
+        self.resume_button = QPushButton("Resume selected run")
+        self.resume_button.setToolTip("Continue a stopped or failed run from its last checkpoint")
+        self.resume_button.clicked.connect(self._resume_selected)
+        self.map_button = QPushButton("Show map")
+        self.map_button.setToolTip("Open the selected finished run in the Map view")
+        self.map_button.clicked.connect(self._map_selected)
+        self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.clicked.connect(self.refresh)
+        for b in (self.resume_button, self.map_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        buttons.addWidget(self.refresh_button)
+        rl.addLayout(buttons)
+        split.addWidget(runs_box)
+        split.setSizes([200, 400])
+        root.addWidget(split, 1)
+        self._update_buttons()
+
+    @staticmethod
+    def _table_defaults(t: QTableWidget, stretch: int) -> None:
+        t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        t.verticalHeader().setVisible(False)
+        t.setAlternatingRowColors(True)
+        header = t.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)   # the name column
+
+    # ------------------------------------------------------------------ data
+    def set_project(self, project) -> None:
+        self.project = project
+        self.refresh()
+
+    def showEvent(self, ev) -> None:  # noqa: N802 - Qt naming
+        super().showEvent(ev)
+        self._poll.start()
+        self.refresh()
+
+    def hideEvent(self, ev) -> None:  # noqa: N802 - Qt naming
+        self._poll.stop()
+        super().hideEvent(ev)
+
+    def _poll_runs(self) -> None:
+        if self.project is None:
+            return
+        try:
+            runs = self.project.runs()
+        except Exception:  # noqa: BLE001 - e.g. the file went away; the next action will say so
+            return
+        sig = tuple((r.id, r.status) for r in runs)
+        if sig != self._signature or any(r.status == "running" for r in runs):
+            self.refresh()
+
+    def refresh(self) -> None:
+        if self.project is None:
+            self.title.setText("No project open. File → New project… or File → Open…")
+            self.datasets_table.setRowCount(0)
+            self.runs_table.setRowCount(0)
+            return
+        self.title.setText(f"<b>{self.project.path.name}</b> &nbsp; <span style='color:gray'>"
+                           f"{self.project.path}</span>")
+        datasets = self.project.datasets()
+        t = self.datasets_table
+        t.setSortingEnabled(False)
+        t.setRowCount(len(datasets))
+        for r, d in enumerate(datasets):
+            t.setItem(r, 0, _item(d.name, d.id))
+            t.setItem(r, 1, _item(d.kind))
+            t.setItem(r, 2, _item(f"{d.n_items:,}", align_right=True))
+            t.setItem(r, 3, _item(_size_text(d.stats)))
+            stats = d.stats if isinstance(d.stats, dict) else {}
+            n_classes = stats.get("n_classes")
+            t.setItem(r, 4, _item("—" if not n_classes else str(n_classes), align_right=True))
+            split = stats.get("split") or {}
+            t.setItem(r, 5, _item(f"{split.get('train', 0):,} / {split.get('test', 0):,}" if split else "—"))
+        self.datasets_empty.setVisible(not datasets)
+        names = {d.id: d.name for d in datasets}
+
+        selected = self.selected_run_id()
+        runs = self.project.runs()
+        self._signature = tuple((r.id, r.status) for r in runs)
+        t = self.runs_table
+        t.setRowCount(len(runs))
+        for row, run in enumerate(reversed(runs)):
+            m = self.project.latest_metrics(run.id)
+            t.setItem(row, 0, _item(str(run.id), run.id, align_right=True))
+            t.setItem(row, 1, _item(run.name))
+            t.setItem(row, 2, _item(run.method))
+            t.setItem(row, 3, _item(names.get(run.dataset_id, "?")))
+            status = _item(run.status)
+            if run.status == "failed" and run.error:
+                status.setToolTip(run.error.split("\n\n")[0])
+            t.setItem(row, 4, status)
+            t.setItem(row, 5, _item(_pct(m.get("knn")), align_right=True))
+            t.setItem(row, 6, _item(_pct(m.get("linear")), align_right=True))
+            created = run.created_at.astimezone().strftime("%Y-%m-%d %H:%M") if run.created_at else ""
+            t.setItem(row, 7, _item(created))
+            if run.id == selected:
+                t.selectRow(row)
+        self.runs_empty.setVisible(not runs)
+        self._update_buttons()
+
+    def selected_run_id(self) -> int | None:
+        rows = self.runs_table.selectionModel().selectedRows() if self.runs_table.selectionModel() else []
+        if not rows:
+            return None
+        it = self.runs_table.item(rows[0].row(), 0)
+        return None if it is None else int(it.data(Qt.ItemDataRole.UserRole))
+
+    def select_run(self, run_id: int) -> bool:
+        for row in range(self.runs_table.rowCount()):
+            it = self.runs_table.item(row, 0)
+            if it is not None and it.data(Qt.ItemDataRole.UserRole) == run_id:
+                self.runs_table.selectRow(row)
+                return True
+        return False
+
+    def _selected_status(self) -> str | None:
+        rows = self.runs_table.selectionModel().selectedRows()
+        if not rows:
+            return None
+        it = self.runs_table.item(rows[0].row(), 4)
+        return None if it is None else it.text()
+
+    def _update_buttons(self) -> None:
+        status = self._selected_status()
+        self.resume_button.setEnabled(status in RESUMABLE)
+        self.map_button.setEnabled(status == "finished")
+
+    def _resume_selected(self) -> None:
+        run_id = self.selected_run_id()
+        if run_id is not None:
+            self.resume_requested.emit(run_id)
+
+    def _map_selected(self) -> None:
+        run_id = self.selected_run_id()
+        if run_id is not None:
+            self.map_requested.emit(run_id)
+
+    def _on_run_double_clicked(self, _item) -> None:
+        if self._selected_status() == "finished":
+            self._map_selected()
+
+    # ------------------------------------------------------------------ imports
+    def _import_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Image folder (sub-folders are classes)")
+        if path:
+            self.import_dataset("image-folder", path=path)
+
+    def import_dataset(self, kind: str, name: str | None = None, **params) -> bool:
+        """Import a data set on a worker thread, with progress and Cancel."""
+        if self.project is None or (self._import_worker is not None and self._import_worker.is_running()):
+            return False
+        from engine.workbench import import_dataset
+        have = {d.name for d in self.project.datasets()}
+        if name is None and kind in ("digits", "shapes"):
+            name = kind
+            i = 2
+            while name in have:
+                name, i = f"{kind}-{i}", i + 1
+        worker = FunctionWorker(import_dataset, self.project, kind, name, thread_name="pretext-import", **params)
+        worker.progress.connect(self._on_import_progress)
+        worker.result.connect(self._on_imported)
+        worker.errored.connect(self._on_import_error)
+        worker.cancelled.connect(lambda: self.message.emit("Import cancelled", 4000))
+        worker.finished.connect(self._on_import_finished)
+        self._import_worker = worker
+        self.import_progress.setRange(0, 0)
+        self.import_progress.setFormat(f"importing {kind}… %p%")
+        self.import_progress.setVisible(True)
+        self.cancel_import_button.setVisible(True)
+        self.add_button.setEnabled(False)
+        worker.start()
+        return True
+
+    def cancel_import(self) -> None:
+        if self._import_worker is not None:
+            self._import_worker.cancel()
+
+    def _on_import_progress(self, fraction: float, message: str) -> None:
+        if fraction >= 0:
+            self.import_progress.setRange(0, 1000)
+            self.import_progress.setValue(int(fraction * 1000))
+
+    def _on_imported(self, result) -> None:
+        dataset_id, data = result
+        self.message.emit(f"Imported {data.name}: {data.n:,} items", 5000)
+        self.refresh()
+        self.datasets_changed.emit()
+
+    def _on_import_error(self, message: str, details: str) -> None:
+        from PySide6.QtWidgets import QMessageBox
+        box = QMessageBox(QMessageBox.Icon.Warning, "Import failed", message, QMessageBox.StandardButton.Ok, self)
+        box.setDetailedText(details)
+        box.open()
+        self._error_box = box
+
+    def _on_import_finished(self) -> None:
+        self.import_progress.setVisible(False)
+        self.cancel_import_button.setVisible(False)
+        self.add_button.setEnabled(True)

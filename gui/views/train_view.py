@@ -1,0 +1,713 @@
+"""The Train view: pick a data set and a method, set the configs, train, watch.
+
+Training runs in a :class:`~gui.workers.TrainWorker`; this widget only reacts
+to its events. Events are folded into growable numpy buffers as they arrive
+and the curves are redrawn with ``setData`` at most ten times a second, so a
+fast run never floods the event loop with redraws.
+"""
+from __future__ import annotations
+
+import functools
+import html
+import math
+import time
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                               QMessageBox, QProgressBar, QPushButton, QScrollArea, QSizePolicy,
+                               QSplitter, QTabWidget, QVBoxLayout, QWidget)
+
+from ..config_form import ConfigForm
+from ..theme import accent, error_colour, style_plot
+from ..widgets import ElidedLabel
+from ..workers import TrainWorker
+
+#: Statuses a run can be resumed from. "running" and "paused" are left out: another
+#: process (the CLI, torchrun) may be training that run right now.
+RESUMABLE = ("stopped", "failed", "created")
+
+
+class Series:
+    """An append-only (x, y) buffer that grows by doubling (amortised O(1) appends)."""
+
+    def __init__(self, capacity: int = 256):
+        self._x = np.empty(capacity, np.float64)
+        self._y = np.empty(capacity, np.float64)
+        self.n = 0
+
+    def append(self, x: float, y: float) -> None:
+        if self.n == len(self._x):
+            self._x = np.concatenate([self._x, np.empty_like(self._x)])
+            self._y = np.concatenate([self._y, np.empty_like(self._y)])
+        self._x[self.n], self._y[self.n] = x, y
+        self.n += 1
+
+    def clear(self) -> None:
+        self.n = 0
+
+    @property
+    def x(self) -> np.ndarray:
+        return self._x[:self.n]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._y[:self.n]
+
+
+def _fmt_duration(seconds: float) -> str:
+    if not math.isfinite(seconds) or seconds < 0:
+        return "—"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _scroll(widget: QWidget) -> QScrollArea:
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    area.setWidget(widget)
+    return area
+
+
+class TrainView(QWidget):
+    """Configure and run training."""
+
+    #: state ("idle", "starting", "running", "paused", "stopping"), human text
+    state_changed = Signal(str, str)
+    #: a run was created, changed status or got new metrics
+    runs_changed = Signal()
+    #: a run finished with embeddings: its id
+    run_finished = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.project = None
+        self.worker: TrainWorker | None = None
+        self.run_id: int | None = None
+        self.state = "idle"
+        self.loss = Series()
+        self.knn = Series()
+        self.linear = Series()
+        self.step_events: list = []          # kept short: the last events, for inspection
+        self.last_error_box: QMessageBox | None = None
+        self._dirty = False
+        self._total_steps = 0
+        self._start_step = 0
+        self._t_started = 0.0
+        self._forms_valid = True
+        self._building = False
+        self._method_cls = None
+        self._shown_defaults: dict[str, dict] = {}
+        self._ips: list[float] = []
+
+        self._build()
+        self._redraw_timer = QTimer(self)
+        self._redraw_timer.setInterval(100)
+        self._redraw_timer.timeout.connect(self._redraw)
+        self._set_state("idle", "No run")
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        root = QHBoxLayout(self)
+        root.setContentsMargins(6, 6, 6, 6)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        root.addWidget(split)
+
+        # Left: what to train.
+        left = QWidget()
+        lv = QVBoxLayout(left)
+        lv.setContentsMargins(0, 0, 4, 0)
+        pick = QFormLayout()
+        self.dataset_combo = QComboBox()
+        self.dataset_combo.setToolTip("The data set to train on (add more in the Project view)")
+        self.dataset_combo.currentIndexChanged.connect(self._on_dataset_changed)
+        self.method_combo = QComboBox()
+        self.method_combo.setToolTip("The self-supervised method")
+        self.method_combo.currentIndexChanged.connect(self._on_method_changed)
+        self.name_edit = QLineEdit()
+        self.name_edit.setPlaceholderText("optional, e.g. simclr τ=0.1")
+        pick.addRow("Data set", self.dataset_combo)
+        pick.addRow("Method", self.method_combo)
+        pick.addRow("Run name", self.name_edit)
+        lv.addLayout(pick)
+
+        self.card = QLabel()
+        self.card.setWordWrap(True)
+        self.card.setOpenExternalLinks(True)
+        self.card.setTextFormat(Qt.TextFormat.RichText)
+        self.card.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        self.card.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        card_box = QGroupBox("About the method")
+        cb = QVBoxLayout(card_box)
+        cb.setContentsMargins(6, 4, 6, 4)
+        cb.addWidget(self.card)
+        lv.addWidget(card_box)
+
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.train_form: ConfigForm | None = None
+        self.method_form: ConfigForm | None = None
+        self.views_form: ConfigForm | None = None
+        lv.addWidget(self.tabs, 1)
+        self.config_problems = QLabel()
+        self.config_problems.setWordWrap(True)
+        self.config_problems.setVisible(False)
+        lv.addWidget(self.config_problems)
+        split.addWidget(left)
+
+        # Right: controls and curves.
+        right = QWidget()
+        rv = QVBoxLayout(right)
+        rv.setContentsMargins(4, 0, 0, 0)
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Start")
+        self.start_button.setToolTip("Start a new run with these settings (Ctrl+Return)")
+        self.start_button.setDefault(True)
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setToolTip("Pause the run after the current step")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop the run after the current step and save a checkpoint (Esc)")
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue a paused run, or the stopped/failed run chosen on the "
+                                      "right from its last checkpoint")
+        self.resume_combo = QComboBox()
+        self.resume_combo.setToolTip("A stopped or failed run to resume from its last checkpoint")
+        self.resume_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.resume_combo.setMinimumContentsLength(18)
+        self.start_button.clicked.connect(self.start_run)
+        self.pause_button.clicked.connect(self.pause_run)
+        self.stop_button.clicked.connect(self.stop_run)
+        self.resume_button.clicked.connect(self.resume)
+        self.resume_combo.currentIndexChanged.connect(self._update_buttons)
+        for b in (self.start_button, self.pause_button, self.stop_button, self.resume_button):
+            buttons.addWidget(b)
+        buttons.addWidget(self.resume_combo, 1)
+        rv.addLayout(buttons)
+
+        prog = QHBoxLayout()
+        self.progress = QProgressBar()
+        self.progress.setFormat("step %v / %m")
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.eta_label = QLabel("ETA —")
+        prog.addWidget(self.progress, 1)
+        prog.addWidget(self.eta_label)
+        rv.addLayout(prog)
+
+        facts = QHBoxLayout()
+        self.run_label = ElidedLabel("No run yet: pick a data set and a method, then press Start.")
+        self.throughput_label = QLabel("")
+        self.device_label = QLabel("")
+        self.eval_label = QLabel("")
+        for w in (self.run_label, self.eval_label, self.throughput_label, self.device_label):
+            facts.addWidget(w)
+        facts.setStretch(0, 1)
+        rv.addLayout(facts)
+
+        self.loss_plot = pg.PlotWidget()
+        self.loss_plot.setTitle("Training loss")
+        self.loss_plot.setLabel("bottom", "step")
+        self.loss_plot.setLabel("left", "loss")
+        self.loss_plot.showGrid(x=True, y=True, alpha=0.15)
+        self.loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen(accent(self), width=1.5))
+        self.loss_curve.setDownsampling(auto=True, method="peak")
+        self.loss_curve.setClipToView(True)
+        self.loss_hint = QLabel("The loss curve appears here while a run trains.\n"
+                                "Pick a data set and a method on the left, then press Start (Ctrl+Return).",
+                                self.loss_plot)
+        self.loss_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.loss_hint.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.loss_hint.setStyleSheet("color: gray;")
+        self.loss_plot.installEventFilter(self)
+        self.knn_plot = pg.PlotWidget()
+        self.knn_plot.setTitle("Evaluation accuracy (test split)")
+        self.knn_plot.setLabel("bottom", "epoch")
+        self.knn_plot.setLabel("left", "accuracy (%)")
+        self.knn_plot.getAxis("left").enableAutoSIPrefix(False)
+        self.knn_plot.showGrid(x=True, y=True, alpha=0.15)
+        self.knn_plot.addLegend(offset=(-10, 10))
+        self.knn_curve = self.knn_plot.plot([], [], pen=pg.mkPen("#4e79a7", width=2), symbol="o",
+                                            symbolSize=6, symbolBrush="#4e79a7", name="kNN")
+        self.linear_curve = self.knn_plot.plot([], [], pen=None, symbol="s", symbolSize=7,
+                                               symbolBrush="#f28e2b", name="linear probe")
+        self.raw_line = pg.InfiniteLine(angle=0, movable=False,
+                                        pen=pg.mkPen("#888888", style=Qt.PenStyle.DashLine),
+                                        label="raw pixels", labelOpts={"position": 0.12, "color": "#888888",
+                                                                       "anchors": [(0, 1), (0, 1)]})
+        self.random_line = pg.InfiniteLine(angle=0, movable=False,
+                                           pen=pg.mkPen("#b07aa1", style=Qt.PenStyle.DotLine),
+                                           label="untrained", labelOpts={"position": 0.55, "color": "#b07aa1",
+                                                                         "anchors": [(0, 1), (0, 1)]})
+        for line in (self.raw_line, self.random_line):
+            line.setVisible(False)
+            self.knn_plot.addItem(line)
+        plots = QSplitter(Qt.Orientation.Vertical)
+        plots.addWidget(self.loss_plot)
+        plots.addWidget(self.knn_plot)
+        plots.setSizes([300, 200])
+        rv.addWidget(plots, 1)
+        split.addWidget(right)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setSizes([440, 900])
+        for p in (self.loss_plot, self.knn_plot):
+            style_plot(p)
+
+    def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt naming
+        if obj is self.loss_plot and ev.type() == QEvent.Type.Resize:
+            self.loss_hint.setGeometry(0, 0, self.loss_plot.width(), self.loss_plot.height())
+        return super().eventFilter(obj, ev)
+
+    def changeEvent(self, ev) -> None:  # noqa: N802 - Qt naming
+        if ev.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            for p in (self.loss_plot, self.knn_plot):
+                style_plot(p)
+        super().changeEvent(ev)
+
+    # ------------------------------------------------------------------ project
+    def set_project(self, project) -> None:
+        if self.busy:
+            raise RuntimeError("cannot switch projects while a run is training")
+        self.project = project
+        self._clear_curves()
+        self.run_id = None
+        self.run_label.setText("No run yet: pick a data set and a method, then press Start.")
+        self._building = True
+        try:
+            self.method_combo.clear()
+            from engine.methods import METHODS
+            for name, cls in METHODS.items():
+                self.method_combo.addItem(f"{cls.card.title}  ({cls.card.family})", name)
+            i = self.method_combo.findData("simclr")
+            self.method_combo.setCurrentIndex(max(i, 0))
+        finally:
+            self._building = False
+        self.refresh()
+        self._rebuild_forms()
+
+    def refresh(self) -> None:
+        """Re-read data sets and resumable runs from the project."""
+        if self.project is None:
+            return
+        current = self.dataset_combo.currentData()
+        self._building = True
+        try:
+            self.dataset_combo.clear()
+            for d in self.project.datasets():
+                size = d.stats.get("size") if isinstance(d.stats, dict) else None
+                extra = f", {size[0]}×{size[1]}" if size else ""
+                self.dataset_combo.addItem(f"{d.name}  ({d.n_items:,} items{extra})", d.id)
+            i = self.dataset_combo.findData(current) if current is not None else -1
+            self.dataset_combo.setCurrentIndex(i if i >= 0 else (0 if self.dataset_combo.count() else -1))
+        finally:
+            self._building = False
+        if self.dataset_combo.count() == 0:
+            self.dataset_combo.setPlaceholderText("No data sets: add one in the Project view")
+        self._refresh_resumable()
+        self._update_buttons()
+
+    def _refresh_resumable(self) -> None:
+        current = self.resume_combo.currentData()
+        self.resume_combo.blockSignals(True)
+        self.resume_combo.clear()
+        if self.project is not None:
+            datasets = {d.id: d.name for d in self.project.datasets()}
+            for r in reversed(self.project.runs()):
+                if r.status in RESUMABLE and not (self.busy and r.id == self.run_id):
+                    self.resume_combo.addItem(
+                        f"#{r.id} {r.name or r.method} on {datasets.get(r.dataset_id, '?')} — {r.status}", r.id)
+        # (a combo with a placeholder text does not select its first item by itself)
+        i = self.resume_combo.findData(current) if current is not None else -1
+        self.resume_combo.setCurrentIndex(i if i >= 0 else (0 if self.resume_combo.count() else -1))
+        self.resume_combo.setPlaceholderText("no stopped runs")
+        self.resume_combo.blockSignals(False)
+
+    def select_resumable(self, run_id: int) -> bool:
+        self._refresh_resumable()
+        i = self.resume_combo.findData(run_id)
+        if i >= 0:
+            self.resume_combo.setCurrentIndex(i)
+        return i >= 0
+
+    # ------------------------------------------------------------------ forms
+    def _dataset_record(self):
+        ds_id = self.dataset_combo.currentData()
+        if self.project is None or ds_id is None:
+            return None
+        try:
+            return self.project.dataset(ds_id)
+        except Exception:  # noqa: BLE001 - deleted meanwhile
+            return None
+
+    def _on_dataset_changed(self) -> None:
+        if not self._building:
+            self._rebuild_forms(keep_train=True)
+
+    def _on_method_changed(self) -> None:
+        if not self._building:
+            self._rebuild_forms(keep_train=True)
+
+    def _defaults(self, method: str):
+        """The engine's defaults for ``method`` on the chosen data set.
+
+        ``default_run_config`` wants the data only for its name, image size and
+        channel count; the data set record's stats carry those, so the data
+        itself is not loaded on the GUI thread."""
+        from types import SimpleNamespace
+
+        from engine.methods import get_method
+        from engine.train import default_run_config
+        rec = self._dataset_record()
+        stats = rec.stats if rec is not None and isinstance(rec.stats, dict) else {}
+        size = stats.get("size") or [32, 32]
+        shape = SimpleNamespace(name=str(stats.get("name") or (rec.name if rec else "")),
+                                height=int(size[0]), width=int(size[1]),
+                                channels=int(stats.get("channels") or 3))
+        cfg = default_run_config(method, shape)
+        return get_method(method), cfg.train, cfg.method_config, cfg.views
+
+    def _rebuild_forms(self, keep_train: bool = False) -> None:
+        """New forms for the chosen method and data set. With ``keep_train``, the
+        training and view settings the user changed survive; everything else
+        takes the new method's and data set's defaults."""
+        method = self.method_combo.currentData()
+        if method is None:
+            return
+        from engine import config as cfgmod
+        m, train, method_cfg, views = self._defaults(method)
+        edits: dict[str, dict] = {"train": {}, "views": {}}
+        if keep_train and self.train_form is not None:
+            for key, form in (("train", self.train_form), ("views", self.views_form)):
+                shown = self._shown_defaults.get(key, {})
+                edits[key] = {k: v for k, v in form.values().items() if k in shown and v != shown[k]}
+        self._shown_defaults = {"train": cfgmod.to_dict(train), "views": cfgmod.to_dict(views)}
+        self._method_cls = m
+        self.tabs.clear()
+        self.train_form = ConfigForm(type(train), train)
+        self.train_form.set_values(edits["train"])
+        self.method_form = ConfigForm(m.Config, method_cfg)
+        self.views_form = ConfigForm(type(views), views)
+        self.views_form.set_values(edits["views"])
+        self.tabs.addTab(_scroll(self.train_form), "Training")
+        self.tabs.addTab(_scroll(self.method_form), f"{m.card.title} settings")
+        i = self.tabs.addTab(_scroll(self.views_form), "Augmented views")
+        self.tabs.setTabEnabled(i, bool(m.uses_views))
+        self.tabs.setTabToolTip(i, "How the two views of an image are made" if m.uses_views
+                                else f"{m.card.title} does not use augmented views")
+        for form in (self.train_form, self.method_form, self.views_form):
+            form.validity_changed.connect(self._on_validity)
+        self._show_card(m)
+        self._on_validity()
+
+    def forms(self) -> dict[str, ConfigForm]:
+        return {"train": self.train_form, "method": self.method_form, "views": self.views_form}
+
+    def _on_validity(self, *_):
+        bad = []
+        for key, form in self.forms().items():
+            if form is None:
+                continue
+            if key == "views" and self._method_cls is not None and not self._method_cls.uses_views:
+                continue
+            for name, msg in form.problems().items():
+                bad.append(f"{name} {msg}")
+        self._forms_valid = not bad
+        if bad:
+            self.config_problems.setText("Fix before starting: " + "; ".join(bad))
+            self.config_problems.setStyleSheet(f"color: {error_colour(self)};")
+        self.config_problems.setVisible(bool(bad))
+        self._update_buttons()
+
+    def _show_card(self, m) -> None:
+        c = m.card
+        link = f' <a href="{html.escape(c.url)}">paper</a>' if c.url else ""
+        self.card.setText(
+            f"<b>{html.escape(c.title)}</b> <span style='color:gray'>· {html.escape(c.family)}</span><br>"
+            f"<i>Learns:</i> {html.escape(c.learns)}<br>"
+            f"<i>Loss:</i> <span style='font-family: monospace'>{html.escape(c.loss)}</span><br>"
+            f"<small>{html.escape(c.paper)}{link}</small>")
+
+    def run_config(self):
+        """The RunConfig the forms describe (ConfigError if a field is wrong)."""
+        from engine.train import RunConfig
+        method = self.method_combo.currentData()
+        views = self.views_form.config() if self._method_cls.uses_views else self._defaults(method)[3]
+        # (a method without views still stores the default view config, as the CLI does)
+        return RunConfig(method=method, train=self.train_form.config(),
+                         method_config=self.method_form.config(), views=views)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def busy(self) -> bool:
+        return self.worker is not None and self.worker.is_running()
+
+    def _set_state(self, state: str, text: str) -> None:
+        self.state = state
+        self._update_buttons()
+        self.state_changed.emit(state, text)
+
+    def _update_buttons(self, *_):
+        busy = self.busy
+        idle = not busy
+        has_project = self.project is not None
+        has_data = self.dataset_combo.count() > 0
+        self.start_button.setEnabled(idle and has_project and has_data and self._forms_valid)
+        self.pause_button.setEnabled(busy and self.state == "running")
+        self.stop_button.setEnabled(busy and self.state in ("running", "paused", "starting"))
+        can_resume_paused = busy and self.state == "paused"
+        can_resume_stored = idle and self.resume_combo.currentData() is not None
+        self.resume_button.setEnabled(can_resume_paused or can_resume_stored)
+        self.resume_combo.setEnabled(idle)
+        for w in (self.dataset_combo, self.method_combo, self.name_edit, self.tabs):
+            w.setEnabled(idle)
+
+    # ------------------------------------------------------------------ actions
+    def start_run(self) -> bool:
+        """Create a run from the forms and train it in a worker thread."""
+        if self.busy or self.project is None or not self._forms_valid:
+            return False
+        ds_id = self.dataset_combo.currentData()
+        if ds_id is None:
+            return False
+        from engine.workbench import create_run
+        try:
+            cfg = self.run_config()
+        except Exception as exc:  # noqa: BLE001 - shown, never raised into Qt
+            self._show_error("The settings are not valid", str(exc), "")
+            return False
+        create = functools.partial(create_run, self.project, ds_id, cfg.method, run_config=cfg,
+                                   name=self.name_edit.text().strip())
+        self._clear_curves()
+        self.run_id = None
+        self.run_label.setText(f"Preparing {cfg.method}…")
+        self._launch(TrainWorker(self.project, create=create))
+        return True
+
+    def resume_run(self, run_id: int) -> bool:
+        """Continue a stored run from its last checkpoint."""
+        if self.busy or self.project is None:
+            return False
+        self._clear_curves()
+        self.run_id = run_id
+        self._load_history(run_id)
+        rec = self.project.run(run_id)
+        self.run_label.setText(f"Resuming run #{run_id} {rec.name}…")
+        self._launch(TrainWorker(self.project, run_id))
+        return True
+
+    def resume(self) -> bool:
+        """The Resume button: continue a paused run, else resume the chosen stored run."""
+        if self.busy:
+            if self.state == "paused":
+                self.worker.resume()
+                self._set_state("running", f"Training run #{self.run_id}")
+                return True
+            return False
+        run_id = self.resume_combo.currentData()
+        return self.resume_run(int(run_id)) if run_id is not None else False
+
+    def pause_run(self) -> None:
+        if self.busy and self.state == "running":
+            self.worker.pause()
+            self.pause_button.setEnabled(False)
+
+    def stop_run(self) -> None:
+        if self.busy:
+            self.worker.stop()
+            self._set_state("stopping", f"Stopping run #{self.run_id} (saving a checkpoint)…")
+
+    def stop_and_wait(self, timeout_ms: int = 120_000) -> bool:
+        """Stop the run and block until its checkpoint is saved (used when quitting)."""
+        if not self.busy:
+            return True
+        self.worker.stop()
+        return self.worker.wait(timeout_ms)
+
+    def _launch(self, worker: TrainWorker) -> None:
+        self.worker = worker
+        worker.run_created.connect(self._on_run_created)
+        worker.event.connect(self._on_event)
+        worker.errored.connect(self._on_worker_error)
+        worker.finished.connect(self._on_worker_finished)
+        self._total_steps = 0
+        self.progress.setRange(0, 0)  # busy indicator until Started says how many steps
+        self.eta_label.setText("ETA —")
+        worker.start()
+        self._set_state("starting", "Starting a run…")
+        self._redraw_timer.start()
+
+    # ------------------------------------------------------------------ events
+    def _on_run_created(self, run_id: int) -> None:
+        self.run_id = run_id
+        self.runs_changed.emit()
+
+    def _on_event(self, ev) -> None:
+        from engine import train as T
+        if isinstance(ev, T.Step):
+            self.loss.append(ev.step, ev.loss)
+            self.step_events.append(ev)
+            if len(self.step_events) > 10_000:
+                del self.step_events[:5_000]
+            self._dirty = True
+            self.progress.setValue(min(ev.step, self.progress.maximum()))
+            done = ev.step - self._start_step
+            elapsed = time.monotonic() - self._t_started
+            if done > 0 and self._total_steps:
+                self.eta_label.setText(f"ETA {_fmt_duration(elapsed / done * (self._total_steps - ev.step))}")
+            if ev.images_per_s:
+                # The median of recent steps: a step right after an evaluation or a
+                # checkpoint counts that time too and would read as a slump.
+                self._ips.append(ev.images_per_s)
+                del self._ips[:-20]
+                self.throughput_label.setText(f"{float(np.median(self._ips)):,.0f} images/s")
+        elif isinstance(ev, T.Started):
+            self.run_id = ev.run_id
+            self._drop_after(ev.start_step)
+            self._total_steps, self._start_step = ev.total_steps, ev.start_step
+            self._t_started = time.monotonic()
+            self.progress.setRange(0, max(1, ev.total_steps))
+            self.progress.setValue(ev.start_step)
+            self.device_label.setText(f"on {ev.device}")
+            what = "Resumed" if ev.start_step else "Training"
+            self.run_label.setText(f"{what} run #{ev.run_id}: {ev.n_train:,} training images, "
+                                   f"{ev.steps_per_epoch} steps/epoch")
+            self._set_state("running", f"Training run #{ev.run_id}")
+            self.runs_changed.emit()
+        elif isinstance(ev, T.Evaluation):
+            self._add_evaluation(ev.epoch, ev.metrics)
+            self._dirty = True
+            self.runs_changed.emit()
+        elif isinstance(ev, T.CheckpointSaved):
+            self.run_label.setText(f"Run #{ev.run_id}: checkpoint saved at step {ev.step}")
+        elif isinstance(ev, T.Paused):
+            self._set_state("paused", f"Run #{ev.run_id} paused at step {ev.step}")
+            self.runs_changed.emit()
+        elif isinstance(ev, T.EmbeddingsSaved):
+            self.runs_changed.emit()
+        elif isinstance(ev, T.Finished):
+            self._dirty = True
+            if ev.status == "finished":
+                self.run_label.setText(f"Run #{ev.run_id} finished at step {ev.step}")
+                self.progress.setValue(self.progress.maximum())
+                self.eta_label.setText("done")
+            else:
+                self.run_label.setText(f"Run #{ev.run_id} stopped at step {ev.step}; "
+                                       "Resume continues it from its checkpoint")
+                self.eta_label.setText("stopped")
+        elif isinstance(ev, T.Failed):
+            self.run_label.setText(f"Run #{ev.run_id} failed: {ev.error}")
+            self._show_error("Training failed", ev.error, ev.details)
+
+    def _add_evaluation(self, epoch: float, metrics: dict) -> None:
+        if "knn" in metrics:
+            self.knn.append(epoch, metrics["knn"])
+        if "linear" in metrics:
+            self.linear.append(epoch, metrics["linear"])
+        # Baselines: kNN on raw pixels and on the untrained network, as dashed lines.
+        for key, line, what in (("raw_knn", self.raw_line, "raw pixels"),
+                                ("random_knn", self.random_line, "untrained network")):
+            if key in metrics:
+                line.setValue(100 * metrics[key])
+                line.label.setFormat(f"kNN on {what}: {metrics[key]:.1%}")
+                line.setVisible(True)
+        parts = []
+        if "knn" in metrics:
+            parts.append(f"kNN {metrics['knn']:.1%}")
+        if "linear" in metrics:
+            parts.append(f"linear {metrics['linear']:.1%}")
+        if parts:
+            self.eval_label.setText(" · ".join(parts))
+
+    def _on_worker_error(self, message: str, details: str) -> None:
+        # Failures before training started (e.g. the data set cannot be loaded).
+        if self.run_id is not None and self.project is not None:
+            try:
+                if self.project.run(self.run_id).status not in ("failed", "finished", "stopped"):
+                    self.project.update_run(self.run_id, status="failed", error=f"{message}\n\n{details}")
+            except Exception:  # noqa: BLE001 - the file may be the problem; the dialog says so
+                pass
+        self.run_label.setText(f"Run failed: {message}")
+        self._show_error("Training failed", message, details)
+
+    def _on_worker_finished(self) -> None:
+        worker = self.sender() if isinstance(self.sender(), TrainWorker) else self.worker
+        if worker is not self.worker:
+            return
+        self._redraw_timer.stop()
+        self._redraw()
+        last = worker.last_event
+        from engine import train as T
+        if self.progress.maximum() == 0:
+            self.progress.setRange(0, 1)
+        self.worker = None
+        self._refresh_resumable()
+        self._set_state("idle", "No run" if last is None else {
+            T.Finished: f"Run #{self.run_id} {getattr(last, 'status', '')}",
+            T.Failed: f"Run #{self.run_id} failed"}.get(type(last), "No run"))
+        self.runs_changed.emit()
+        if isinstance(last, T.Finished) and last.status == "finished":
+            self.run_finished.emit(last.run_id)
+
+    # ------------------------------------------------------------------ drawing
+    def _clear_curves(self) -> None:
+        self.loss.clear()
+        self.knn.clear()
+        self.linear.clear()
+        self.step_events.clear()
+        self._ips.clear()
+        self.raw_line.setVisible(False)
+        self.random_line.setVisible(False)
+        self.eval_label.setText("")
+        self.throughput_label.setText("")
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self._dirty = True
+        self._redraw()
+
+    def _drop_after(self, step: int) -> None:
+        """A resumed run restarts at its checkpoint: forget loss points logged after it
+        (a failed run may have logged steps past its last checkpoint)."""
+        keep = int(np.searchsorted(self.loss.x, step, side="right")) if self.loss.n else 0
+        if keep < self.loss.n:
+            self.loss.n = keep
+            self._dirty = True
+
+    def _load_history(self, run_id: int) -> None:
+        """Draw what a resumed run logged before."""
+        rows = self.project.metrics(run_id)
+        evals: dict[float, dict] = {}
+        for r in rows:
+            if r.name == "loss":
+                self.loss.append(r.step, r.value)
+            elif r.name in ("knn", "linear", "raw_knn", "random_knn"):
+                evals.setdefault(r.epoch, {})[r.name] = r.value
+        for epoch in sorted(evals):
+            self._add_evaluation(epoch, evals[epoch])
+        self._dirty = True
+        self._redraw()
+
+    def _redraw(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        self.loss_hint.setVisible(self.loss.n == 0 and not self.busy)
+        self.loss_curve.setData(self.loss.x.copy(), self.loss.y.copy())
+        self.knn_curve.setData(self.knn.x.copy(), 100 * self.knn.y)
+        self.linear_curve.setData(self.linear.x.copy(), 100 * self.linear.y)
+
+    # ------------------------------------------------------------------ errors
+    def _show_error(self, title: str, message: str, details: str) -> None:
+        """A non-blocking dialog with the readable message and the traceback under Details."""
+        box = QMessageBox(QMessageBox.Icon.Critical, title, message, QMessageBox.StandardButton.Ok, self)
+        box.setInformativeText("The run is marked failed; fix the cause and press Resume to continue it "
+                               "from its last checkpoint, or start a new run.")
+        if details:
+            box.setDetailedText(details)
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
+        self.last_error_box = box
+        box.open()
