@@ -395,6 +395,9 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
         if optimizer is not None and state.get("optim"):
             optimizer.load_state_dict(state["optim"])
         start_step = ck_step
+        if dist.is_main:
+            # Steps after the checkpoint are taken again: drop what they logged.
+            project.delete_metrics_after(run_id, start_step)
 
     model = method
     if dist.world_size > 1:
@@ -479,13 +482,14 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
             for b in range(step % steps_per_epoch, steps_per_epoch):
                 if control.paused:
                     flush()
-                    yield Paused(run_id, step)
                     if is_main:
                         project.update_run(run_id, status="paused")
+                    yield Paused(run_id, step)
                     while control.paused:
                         control.wait_while_paused()
                     if is_main and not control.stop_requested:
                         project.update_run(run_id, status="running")
+                    t_last, n_since = time.perf_counter(), 0
                 if control.stop_requested:
                     stopped = True
                     break
@@ -527,6 +531,7 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
                 if step % tcfg.checkpoint_every == 0 and step % steps_per_epoch != 0:
                     flush()
                     yield checkpoint(step, epoch)
+                    t_last, n_since = time.perf_counter(), 0   # throughput counts training only
             if stopped:
                 break
             # End of an epoch.
@@ -536,6 +541,7 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
             if (tcfg.eval_every and done_epochs % tcfg.eval_every == 0 and step < total_steps):
                 metrics, _ = run_evaluation(step, float(done_epochs), final=False)
                 yield Evaluation(run_id, step, float(done_epochs), metrics)
+            t_last, n_since = time.perf_counter(), 0
 
     if stopped:
         flush()

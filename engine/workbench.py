@@ -27,10 +27,11 @@ DEMO_DATASETS = (("digits", "digits", {}), ("shapes", "shapes", {"n": 2000, "siz
 # Datasets
 
 
-def import_dataset(project: Project, kind: str, name: str | None = None, *,
+def import_dataset(project: Project, kind: str, dataset_name: str | None = None, *,
                    progress: Callable[[int, int], None] | None = None,
                    cancel: Callable[[], bool] | None = None, **params) -> tuple[int, ImageData]:
-    """Load a dataset and record it in the project.
+    """Load a dataset of ``kind`` with ``params`` and record it as ``dataset_name``
+    (not ``name``: the torchvision kind has a ``name`` parameter of its own).
 
     Built-in kinds are stored as their parameters (they regenerate exactly);
     the user's files are stored as decoded arrays, so the project keeps working
@@ -39,7 +40,7 @@ def import_dataset(project: Project, kind: str, name: str | None = None, *,
     if kind not in DATASET_KINDS:
         raise DataError(f"unknown dataset kind {kind!r} (known: {', '.join(DATASET_KINDS)})")
     data = load_images(kind, progress=progress, cancel=cancel, **params)
-    name = name or data.name
+    name = dataset_name or data.name
     arrays = strings = None
     if not DATASET_KINDS[kind].builtin:
         arrays, strings = _dataset_payload(data)
@@ -175,7 +176,8 @@ def compute_map(project: Project, embedding_id: int, kind: str = "umap", progres
     """Project an embedding set to 2-D and store it; returns the projection id."""
     from .maps import project as project_2d
     _, vectors = project.load_embeddings(embedding_id)
-    coords = project_2d(vectors, kind, **params)
+    extra = {"progress": progress} if progress is not None and kind == "umap" else {}
+    coords = project_2d(vectors, kind, **params, **extra)
     return project.save_projection(embedding_id, kind, params, coords)
 
 

@@ -74,8 +74,13 @@ def test_resume_after_a_kill_uses_the_last_checkpoint(project):
         if isinstance(ev, CheckpointSaved) and ev.step == 6:
             break          # the generator is dropped: like a killed process
     assert project.latest_checkpoint(run_id)[0] == 6
+    # Rows flushed after the checkpoint, just before the "crash", are taken again on resume.
+    project.log_metrics(run_id, [(7, 0.6, "loss", 99.0)])
     events = list(workbench.run_training(project, run_id))
     assert events[0].start_step == 6 and isinstance(events[-1], Finished)
+    steps = [m.step for m in project.metrics(run_id, "loss")]
+    assert steps == list(range(1, events[0].total_steps + 1))
+    assert 99.0 not in [m.value for m in project.metrics(run_id, "loss")]
 
 
 def test_pause_and_resume_from_another_thread(project):

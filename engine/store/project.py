@@ -552,6 +552,12 @@ class Project:
             # Core executemany: no ORM objects for what may be 10^5 rows.
             s.connection().execute(insert(Metric.__table__), params)
 
+    def delete_metrics_after(self, run_id: int, step: int) -> int:
+        """Remove rows logged after ``step`` (a run resumed from the checkpoint at
+        ``step`` logs them again); returns how many were removed."""
+        with self._writing() as s:
+            return s.execute(delete(Metric).where(Metric.run_id == run_id, Metric.step > step)).rowcount
+
     def metrics(self, run_id: int, name: str | None = None, since_id: int = 0) -> list[MetricRow]:
         """Rows in logging order; ``since_id`` keeps only rows with a larger id."""
         query = (select(Metric.step, Metric.epoch, Metric.name, Metric.value, Metric.id)
