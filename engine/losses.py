@@ -131,7 +131,7 @@ def sinkhorn_knopp(scores: torch.Tensor, iterations: int = 3, epsilon: float = 0
     return Q.t().to(scores.dtype if scores.dtype in (torch.float32, torch.float64) else torch.float32)
 
 
-def swav_loss(scores: list[torch.Tensor] | tuple[torch.Tensor, ...], codes: list[torch.Tensor] | tuple[torch.Tensor, ...],
+def swav_loss(scores: list[torch.Tensor], codes: list[torch.Tensor],
               temperature: float = 0.1) -> torch.Tensor:
     """SwAV's swapped prediction loss (Caron et al. 2020, eq. 1–2):
 

