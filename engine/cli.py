@@ -216,7 +216,6 @@ def _follow(events, quiet: bool = False) -> int:
 
 def cmd_train(args) -> int:
     from . import workbench
-    from .train import RunControl
     overrides = _parse_overrides(args.overrides)
     for key in ("epochs", "device", "seed", "batch_size"):
         value = getattr(args, key)

@@ -17,3 +17,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent (a clone outside the workplace)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A new project file holding the built-in digits (1,797 8×8 images)."""
+    from engine.store import Project
+    from engine.workbench import import_dataset
+    p = Project.create(tmp_path / "t.pretext")
+    import_dataset(p, "digits", "digits")
+    yield p
+    p.close()

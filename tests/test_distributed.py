@@ -1,5 +1,4 @@
 """The same loop under torchrun: 2 CPU processes (gloo) match one process."""
-import shutil
 
 import pytest
 

@@ -21,7 +21,6 @@ from engine.evaluate import collapse_metrics, knn_accuracy
 from engine.losses import sinkhorn_knopp
 from engine.methods import METHODS, DataInfo
 from engine.methods.momentum import cosine_momentum, ema_update, frozen_copy
-from engine.store import Project
 from engine.store.tensors import pack_state, unpack_state
 from engine.train import Finished, RunControl, Step, images_tensor
 
@@ -293,14 +292,6 @@ FAST = {"epochs": "2", "batch_size": "128", "width": "8", "checkpoint_every": "1
 STATEFUL = {"moco": {"queue_size": "512"},
             "byol": {},
             "swav": {"queue_size": "256", "queue_start_step": "1", "freeze_prototypes_steps": "6"}}
-
-
-@pytest.fixture
-def project(tmp_path):
-    p = Project.create(tmp_path / "t.pretext")
-    workbench.import_dataset(p, "digits", "digits")
-    yield p
-    p.close()
 
 
 @pytest.mark.parametrize("name", SIAMESE)

@@ -6,19 +6,10 @@ import pytest
 import torch
 
 from engine import workbench
-from engine.store import Project
-from engine.train import (CheckpointSaved, Evaluation, Failed, Finished, Paused, RunControl, Started, Step,
+from engine.train import (CheckpointSaved, Failed, Finished, Paused, RunControl, Started, Step,
                           lr_at, TrainConfig)
 
 FAST = {"epochs": "2", "batch_size": "128", "width": "8", "checkpoint_every": "3", "timeline_items": "100"}
-
-
-@pytest.fixture
-def project(tmp_path):
-    p = Project.create(tmp_path / "t.pretext")
-    workbench.import_dataset(p, "digits", "digits")
-    yield p
-    p.close()
 
 
 def _weights(project, run_id):

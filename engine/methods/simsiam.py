@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from ..augment import make_view_pair
 from ..config import param
 from ..losses import simsiam_loss

@@ -15,16 +15,6 @@ pytest.importorskip("pyqtgraph")
 
 
 @pytest.fixture
-def project(tmp_path):
-    from engine.store import Project
-    from engine.workbench import import_dataset
-    p = Project.create(tmp_path / "t.pretext")
-    import_dataset(p, "digits")
-    yield p
-    p.close()
-
-
-@pytest.fixture
 def window(qtbot, project):
     from gui.app import make_app
     from gui.main_window import MainWindow
