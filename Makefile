@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench screenshots clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,10 @@ test: setup
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Needs Xvfb (Debian: xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0).
+screenshots: setup
+	xvfb-run -a -s "-screen 0 1366x768x24" $(PY) docs/make_screenshots.py --out docs/screenshots
 
 clean:
 	rm -rf $(VENV) .pytest_cache .cache
