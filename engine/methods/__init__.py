@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from .autoencoder import Autoencoder
 from .base import DataInfo, Method, MethodCard
+from .byol import BYOL
 from .denoising_autoencoder import DenoisingAutoencoder
-from .mae import MaskedAutoencoder
+from .moco import MoCo
 from .pca import PCA
 from .simclr import SimCLR
+from .simsiam import SimSiam
+from .swav import SwAV
 
 METHODS: dict[str, type[Method]] = {m.name: m for m in (PCA, Autoencoder, DenoisingAutoencoder, SimCLR,
-                                                      MaskedAutoencoder)}
+                                                      MoCo, BYOL, SimSiam, SwAV)}
 
 
 def get_method(name: str) -> type[Method]:
