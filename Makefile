@@ -21,7 +21,7 @@ test: setup
 	QT_QPA_PLATFORM=offscreen CUDA_VISIBLE_DEVICES= $(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 bench: setup
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # Needs Xvfb (Debian: xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0).
 screenshots: setup

@@ -16,7 +16,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from budget import DATA, add_cifar_subset, add_mnist, cli, train_for
+from _budget import DATA, add_cifar_subset, add_mnist, cli, train_for
 
 REFERENCE = {"cifar": {"knn": 0.50, "linear": 0.54}, "mnist": {"linear": 0.985}}
 
