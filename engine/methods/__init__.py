@@ -8,7 +8,9 @@ from __future__ import annotations
 from .autoencoder import Autoencoder
 from .base import DataInfo, Method, MethodCard
 from .byol import BYOL
+from .channel_prediction import ChannelPrediction
 from .denoising_autoencoder import DenoisingAutoencoder
+from .mae import MaskedAutoencoder
 from .moco import MoCo
 from .pca import PCA
 from .simclr import SimCLR
@@ -16,7 +18,8 @@ from .simsiam import SimSiam
 from .swav import SwAV
 
 METHODS: dict[str, type[Method]] = {m.name: m for m in (PCA, Autoencoder, DenoisingAutoencoder, SimCLR,
-                                                      MoCo, BYOL, SimSiam, SwAV)}
+                                                      MoCo, BYOL, SimSiam, SwAV,
+                                                      MaskedAutoencoder, ChannelPrediction)}
 
 
 def get_method(name: str) -> type[Method]:

@@ -11,6 +11,7 @@ from torch import nn
 from .cnn import SmallCNN
 from .heads import mlp
 from .resnet import resnet18
+from .vit import VIT_SIZES, ViT, auto_patch_size
 
 BACKBONES = ("small-cnn", "resnet18", "resnet18-cifar")
 
@@ -32,4 +33,4 @@ def build_backbone(name: str, in_channels: int, image_size: int, width: int = 32
     return net.to(memory_format=torch.channels_last)
 
 
-__all__ = ["BACKBONES", "build_backbone", "SmallCNN", "resnet18", "mlp"]
+__all__ = ["BACKBONES", "build_backbone", "SmallCNN", "resnet18", "mlp", "ViT", "VIT_SIZES", "auto_patch_size"]

@@ -146,13 +146,25 @@ class ViT(nn.Module):
         nn.init.zeros_(self.patch_embed.bias)
         nn.init.normal_(self.cls_token, std=0.02)
 
+    def embed_patches(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Patch embeddings plus positions: (B, L, dim), or (B, n_keep, dim) for ``ids_keep``."""
+        if ids_keep is None:
+            return self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed[:, 1:, :]
+        # Only the kept patches are embedded: a conv whose stride equals its kernel is a linear
+        # map of each patch's (C, p, p) pixels, so it is applied to the gathered pixels alone.
+        B, C = x.shape[:2]
+        (gh, gw), p = self.grid, self.patch
+        pix = x.reshape(B, C, gh, p, gw, p).permute(0, 2, 4, 1, 3, 5).reshape(B, gh * gw, C * p * p)
+        pix = torch.gather(pix, 1, ids_keep.unsqueeze(-1).expand(-1, -1, pix.shape[-1]))
+        w = self.patch_embed.weight
+        t = F.linear(pix, w.reshape(w.shape[0], -1), self.patch_embed.bias)
+        pos = self.pos_embed[0, 1:, :][ids_keep]                             # (B, n_keep, dim)
+        return t + pos
+
     def tokens(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, H, W) → (B, 1 + n, dim): the cls token, then the patches in ``ids_keep``
         (all of them, in order, when None), after the blocks and the final norm."""
-        t = self.patch_embed(x).flatten(2).transpose(1, 2)             # (B, L, dim)
-        t = t + self.pos_embed[:, 1:, :]
-        if ids_keep is not None:
-            t = torch.gather(t, 1, ids_keep.unsqueeze(-1).expand(-1, -1, t.shape[-1]))
+        t = self.embed_patches(x, ids_keep)
         cls = (self.cls_token + self.pos_embed[:, :1, :]).expand(t.shape[0], -1, -1)
         t = torch.cat([cls, t], dim=1)
         for blk in self.blocks:
