@@ -88,8 +88,9 @@ class Method(nn.Module):
         raise NotImplementedError
 
     def reconstruct(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, np.ndarray] | None:
-        """For methods that reconstruct: {"original", "input", "reconstruction"} as
-        uint8 (B, H, W, C) arrays, or None for methods that don't."""
+        """For methods that reconstruct: {"original", "input", "reconstruction", ...},
+        every value a uint8 (B, H, W, C) image batch (each key becomes one row of the
+        stored picture), or None for methods that don't."""
         return None
 
     # Helpers shared by the image methods -------------------------------------------------
