@@ -95,7 +95,6 @@ def load_dataset(project: Project, dataset: int | str) -> ImageData:
         if data.fingerprint() != rec.fingerprint:
             raise DataError(f"dataset {rec.name!r} regenerated differently from when it was imported "
                             "(a different Pretext version?); re-import it to train on it")
-        data.name = rec.name if rec.kind not in ("digits", "shapes") else data.name
     else:
         data = _dataset_from_arrays(project, rec)
     _cache_put(project, rec.id, data)
