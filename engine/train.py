@@ -419,7 +419,9 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
             project.log_metrics(run_id, metrics_buffer)
         metrics_buffer.clear()
 
-    def run_evaluation(step: int, epoch: float, final: bool) -> dict:
+    def run_evaluation(step: int, epoch: float, final: bool) -> tuple[dict, np.ndarray | None]:
+        if not is_main:
+            return {}, None          # only rank 0 reports and writes: the others would evaluate for nothing
         feats = embed_images(method, images, device, amp=amp)
         out = {}
         if can_eval:

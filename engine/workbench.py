@@ -208,8 +208,7 @@ def default_demo_path() -> Path:
 def export_embeddings(project: Project, embedding_id: int, out: Path, fmt: str) -> list[Path]:
     """Write an embedding set as .npy, .csv or TensorBoard-projector TSV (+ metadata)."""
     ids, vectors = project.load_embeddings(embedding_id)
-    emb = next(e for r in project.runs() for e in project.embedding_sets(r.id) if e.id == embedding_id)
-    run = project.run(emb.run_id)
+    run = project.run(project.embedding_set(embedding_id).run_id)
     data = load_dataset(project, run.dataset_id)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

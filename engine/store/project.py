@@ -659,6 +659,13 @@ class Project:
             return [EmbeddingRecord(e.id, e.run_id, e.split, e.epoch, e.n, e.dim, e.dtype, e.created_at)
                     for e in s.scalars(select(Embedding).where(Embedding.run_id == run_id).order_by(Embedding.id))]
 
+    def embedding_set(self, embedding_id: int) -> EmbeddingRecord:
+        with self._reading() as s:
+            e = s.get(Embedding, embedding_id)
+            if e is None:
+                raise self._missing("embedding set", embedding_id)
+            return EmbeddingRecord(e.id, e.run_id, e.split, e.epoch, e.n, e.dim, e.dtype, e.created_at)
+
     def load_embeddings(self, embedding_id: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids int64 (n,), vectors float32 (n, dim))."""
         with self._reading() as s:
