@@ -443,8 +443,11 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
     # Baselines beside every result: raw pixels, and this very network before training.
     if is_main and start_step == 0 and can_eval:
         tr, te = data.split == 0, test_idx
-        raw = evaluate.raw_pixel_features(data.images)
-        base = evaluate.evaluate_features(raw[tr], labels[tr], raw[te], labels[te], prefix="raw_", k=tcfg.knn_k)
+        base = _earlier_raw_baselines(project, record, tcfg.knn_k)
+        if not base:
+            raw = evaluate.raw_pixel_features(data.images)
+            base = evaluate.evaluate_features(raw[tr], labels[tr], raw[te], labels[te], prefix="raw_",
+                                              k=tcfg.knn_k)
         if m_cls.iterative:
             init = embed_images(method, images, device, amp=amp)
             base.update(evaluate.evaluate_features(init[tr], labels[tr], init[te], labels[te],
@@ -565,6 +568,22 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
         project.update_run(run_id, status="finished", finished_at=_now())
         yield EmbeddingsSaved(run_id, emb_id, proj_id)
     yield Finished(run_id, "finished", step, metrics)
+
+
+def _earlier_raw_baselines(project, record, knn_k: int) -> dict[str, float]:
+    """The raw-pixel baselines of an earlier run on the same data and kNN setting.
+
+    They depend only on the dataset, and the raw-pixel linear probe is often the
+    slowest part of a short run: comparing ten methods should not fit it ten times."""
+    for other in reversed(project.runs(record.dataset_id)):
+        if other.id == record.id or other.fingerprint != record.fingerprint or \
+                other.config.get("train", {}).get("knn_k") != knn_k:
+            continue
+        found = {name: rows[0].value for name in ("raw_knn", "raw_linear")
+                 if (rows := [m for m in project.metrics(other.id, name) if m.step == 0])}
+        if len(found) == 2:
+            return found
+    return {}
 
 
 def _save_reconstructions(project, run_id: int, method: Method, images: torch.Tensor,

@@ -40,6 +40,25 @@ def test_events_metrics_and_baselines(project):
     assert len(project.projections(emb.id)) == 1      # PCA at once
 
 
+def test_raw_baselines_are_computed_once_per_dataset(project, monkeypatch):
+    first = workbench.create_run(project, "digits", "pca", {})
+    list(workbench.run_training(project, first))
+    from engine import evaluate
+
+    def fail(*_):
+        raise AssertionError("raw-pixel features computed again")
+    monkeypatch.setattr(evaluate, "raw_pixel_features", fail)
+    second = workbench.create_run(project, "digits", "pca", {})
+    assert isinstance(list(workbench.run_training(project, second))[-1], Finished)
+    a, b = project.latest_metrics(first), project.latest_metrics(second)
+    assert b["raw_knn"] == a["raw_knn"] > 0.8 and b["raw_linear"] == a["raw_linear"]
+    # A different kNN setting is a different baseline: computed afresh.
+    monkeypatch.undo()
+    third = workbench.create_run(project, "digits", "pca", {"knn_k": "5"})
+    list(workbench.run_training(project, third))
+    assert project.latest_metrics(third)["raw_knn"] != a["raw_knn"]
+
+
 def test_resume_reaches_the_same_weights(project):
     full = workbench.create_run(project, "digits", "simclr", FAST)
     list(workbench.run_training(project, full))
