@@ -27,10 +27,11 @@ class UserError(Exception):
 class ProgressBar:
     """A one-line progress bar on stderr (redrawn in place on a terminal)."""
 
-    def __init__(self, total: int, stream=sys.stderr, width: int = 30):
-        self.total, self.stream, self.width = max(1, total), stream, width
+    def __init__(self, total: int, stream=None, width: int = 30):
+        # sys.stderr looked up now, not at import: it may have been replaced since (tests, the GUI).
+        self.total, self.stream, self.width = max(1, total), stream or sys.stderr, width
         self.start = time.perf_counter()
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
         self._last = 0.0
 
     def update(self, done: int, text: str = "", force: bool = False) -> None:
@@ -137,6 +138,13 @@ def cmd_datasets(args) -> int:
                 bar.update(done, "files")
             dataset_id, data = import_dataset(project, args.kind, args.name, progress=progress, **params)
             bar.close()
+            if getattr(data, "modality", "images") == "text":
+                print(f"added dataset {dataset_id} {args.name or data.name!r}: {data.n} sentences, "
+                      f"{data.n_tokens} tokens, {len(data.vocab)} words"
+                      + (f", {len(data.skipped)} files skipped" if data.skipped else ""))
+                for name, why in data.skipped[:20]:
+                    print(f"  skipped {name}: {why}")
+                return 0
             print(f"added dataset {dataset_id} {args.name or data.name!r}: {data.n} images "
                   f"{data.height}x{data.width}x{data.channels}"
                   + (f", {len(data.class_names or [])} classes" if data.labels is not None else "")
@@ -381,6 +389,13 @@ def cmd_export(args) -> int:
     from .workbench import export_embeddings, export_weights, final_embeddings
     project = _open(args, read_only=True)
     try:
+        if args.format in ("word2vec", "word2vec-bin"):
+            from .workbench import export_word_vectors
+            if not args.run:
+                raise UserError(f"--format {args.format} needs --run")
+            path = export_word_vectors(project, args.run, Path(args.out), binary=args.format == "word2vec-bin")
+            print(f"wrote {path}")
+            return 0
         if args.format == "weights":
             path = export_weights(project, args.run, Path(args.out))
             print(f"wrote {path}")
@@ -393,6 +408,69 @@ def cmd_export(args) -> int:
             emb_id = emb.id
         for path in export_embeddings(project, emb_id, Path(args.out), args.format):
             print(f"wrote {path}")
+        return 0
+    finally:
+        project.close()
+
+
+def cmd_words(args) -> int:
+    """Queries on a text run's word vectors: neighbours, analogies, odd-one-out."""
+    from .workbench import run_word_vectors
+    project = _open(args, read_only=True)
+    try:
+        wv = run_word_vectors(project, args.run)
+        query = " ".join(args.query).strip()
+        try:
+            if args.odd:
+                words = query.replace(",", " ").split()
+                result = {"odd_one_out": wv.odd_one_out(words)}
+                text = result["odd_one_out"]
+            elif "::" in query:
+                left, right = (p.strip() for p in query.split("::", 1))
+                a, b = (w.strip() for w in left.split(":"))
+                c = right.split(":")[0].strip()
+                rows = wv.analogy(a, b, c, k=args.k, method=args.method)
+                result = {"analogy": [a, b, c], "answers": rows}
+                text = "\n".join(f"{w:20s} {s:.4f}" for w, s in rows)
+            else:
+                rows = wv.neighbours(query, args.k) if " " not in query else wv.phrase_neighbours(query, args.k)
+                result = {"query": query, "neighbours": rows}
+                text = "\n".join(f"{w:20s} {s:.4f}" for w, s in rows)
+        except KeyError as e:
+            raise UserError(f"run {args.run}: {e.args[0]}") from None
+        except ValueError as e:
+            raise UserError(f"{e} (analogies are written a:b::c:?)") from None
+        print(json.dumps(result, indent=2) if args.json else text)
+        return 0
+    finally:
+        project.close()
+
+
+def cmd_search(args) -> int:
+    from . import zero_shot
+    project = _open(args)
+    try:
+        dataset = _resolve_dataset(project, args.dataset) if args.dataset else None
+        if args.zero_shot:
+            res = zero_shot.zero_shot(project, args.run, dataset, args.template or None,
+                                      args.attribute, store=not args.no_store)
+            if args.json:
+                print(json.dumps(res, indent=2))
+            else:
+                print(f"run {args.run}: zero-shot accuracy on {res['dataset']} ({res['attribute']}, "
+                      f"{res['n']} images) = {res['accuracy']:.4f}")
+                for name, acc in res["per_class"].items():
+                    print(f"  {name:20s} {acc:.4f}")
+            return 0
+        if not args.text:
+            raise UserError("search needs --text \"a query\" or --zero-shot")
+        hits = zero_shot.search_images(project, args.run, args.text, args.k, dataset)
+        if args.json:
+            print(json.dumps(hits, indent=2))
+        else:
+            for rank, h in enumerate(hits, 1):
+                caption = h["caption"].replace("\n", " / ")
+                print(f"{rank:3d}  {h['score']:.4f}  #{h['index']:<6d} {h['name']}  {caption}")
         return 0
     finally:
         project.close()
@@ -498,12 +576,39 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--min-dist", dest="min_dist", type=float, default=0.1)
     sp.set_defaults(func=cmd_map)
 
+    sp = with_project(sub.add_parser("search", help="a CLIP run: text → top-k images, or zero-shot accuracy"))
+    sp.add_argument("--run", "-r", type=int, required=True)
+    sp.add_argument("--text", "-t", help="the query, e.g. \"a small red circle\"")
+    sp.add_argument("-k", type=int, default=10, help="how many images")
+    sp.add_argument("--dataset", "-d", help="search or classify this dataset (default: the run's)")
+    sp.add_argument("--zero-shot", dest="zero_shot", action="store_true",
+                    help="classify the dataset's test images by their class names")
+    sp.add_argument("--attribute", help="classify by this attribute (e.g. colour) instead of the labels")
+    sp.add_argument("--template", action="append", help="a prompt with {} for the class name "
+                    "(repeat to average several; default: the run's)")
+    sp.add_argument("--no-store", dest="no_store", action="store_true", help="do not store the accuracy")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_search)
+
     sp = with_project(sub.add_parser("export", help="embeddings (npy, csv, TensorBoard tsv) or weights"))
     sp.add_argument("--run", "-r", type=int)
     sp.add_argument("--embedding", type=int)
-    sp.add_argument("--format", "-f", choices=("npy", "csv", "tsv", "weights"), default="npy")
+    sp.add_argument("--format", "-f", choices=("npy", "csv", "tsv", "weights", "word2vec", "word2vec-bin"),
+                    default="npy", help="word2vec / word2vec-bin: a text run's vectors in the word2vec "
+                    "text or binary format")
     sp.add_argument("--out", "-o", required=True)
     sp.set_defaults(func=cmd_export)
+
+    sp = with_project(sub.add_parser("words", help="word neighbours, analogies (a:b::c:?) and odd-one-out "
+                                     "over a text run"))
+    sp.add_argument("--run", "-r", type=int, required=True)
+    sp.add_argument("query", nargs="+", help="a word, a phrase, an analogy man:king::woman:? or, with "
+                    "--odd, a list of words")
+    sp.add_argument("--odd", action="store_true", help="which word does not belong with the others")
+    sp.add_argument("-k", type=int, default=10, help="answers to show")
+    sp.add_argument("--method", choices=("add", "mul"), default="add", help="analogies: 3CosAdd or 3CosMul")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_words)
     return p
 
 

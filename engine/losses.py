@@ -154,3 +154,32 @@ def swav_loss(scores: list[torch.Tensor], codes: list[torch.Tensor],
         sub = sum(-(q * log_p[v]).sum(dim=1).mean() for v in range(n_crops) if v != i)
         loss = loss + sub / (n_crops - 1)
     return loss / n_codes
+
+
+# ---------------------------------------------------------------------------------------------
+# Multi-modal: CLIP
+
+
+def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, log_scale: torch.Tensor,
+              max_scale: float = 100.0) -> torch.Tensor:
+    """CLIP's symmetric cross-entropy (Radford et al. 2021, Figure 3's pseudocode):
+
+        I_e = l2_normalize(I_f · W_i),  T_e = l2_normalize(T_f · W_t)
+        logits = I_e · T_eᵀ · exp(t)
+        loss = (cross_entropy(logits, arange(n), axis=0) + cross_entropy(logits, arange(n), axis=1)) / 2
+
+    ``image_emb`` and ``text_emb`` (n, d) are the projected pairs (row i of
+    each belongs together; they are l2-normalised here, which changes nothing
+    when the caller already did); ``log_scale`` is the learned temperature t,
+    and the scale exp(t) is clamped at ``max_scale`` (100 in the paper) so the
+    logits cannot grow without bound. Under torchrun the caller passes the
+    features of the global batch (gathered from every rank).
+    """
+    i_e = F.normalize(image_emb.float(), dim=1)
+    t_e = F.normalize(text_emb.float(), dim=1)
+    scale = log_scale.float().exp().clamp(max=max_scale)
+    logits = scale * i_e @ t_e.t()                       # (n images, n texts)
+    labels = torch.arange(logits.shape[0], device=logits.device)
+    loss_i = F.cross_entropy(logits, labels)             # each image picks its caption
+    loss_t = F.cross_entropy(logits.t(), labels)         # each caption picks its image
+    return (loss_i + loss_t) / 2

@@ -87,8 +87,9 @@ def default_run_config(method: str, data: ImageData, overrides: dict[str, str] |
     more epochs) come between its CPU defaults and the user's overrides.
     """
     m = get_method(method)
-    run = RunConfig(method=method, train=TrainConfig(), method_config=m.Config(),
-                    views=augment.default_views(data.name, data.height, data.channels))
+    views = (ViewConfig() if getattr(data, "modality", "images") == "text"   # text: no image views
+             else augment.default_views(data.name, data.height, data.channels))
+    run = RunConfig(method=method, train=TrainConfig(), method_config=m.Config(), views=views)
     overrides = {k: str(v) for k, v in (overrides or {}).items()}
     wants_gpu = overrides.get("device", "auto") in ("auto", "cuda") and torch.cuda.is_available()
     layers = [m.train_defaults, m.gpu_defaults if wants_gpu else {}, overrides]
@@ -316,6 +317,14 @@ def train(project, run_id: int, data: ImageData, control: RunControl | None = No
     control = control or RunControl()
     dist = dist or DistInfo()
     try:
+        text = get_method(project.run(run_id).method).modality == "text"
+    except Exception:  # noqa: BLE001 - the image loop below reports what is wrong
+        text = False
+    if text:
+        from .train_text import train_text
+        yield from train_text(project, run_id, data, control, dist)
+        return
+    try:
         yield from _train(project, run_id, data, control, dist)
     except Exception as exc:  # noqa: BLE001 - every failure is reported, none is lost
         details = traceback.format_exc()
@@ -369,7 +378,8 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
         train_idx = train_idx[:tcfg.max_train_items]
     if len(train_idx) < 2:
         raise ValueError(f"dataset {data.name!r} has {len(train_idx)} training images; at least 2 are needed")
-    train_images = images[torch.from_numpy(train_idx)]
+    train_index = torch.from_numpy(train_idx)     # position in the training set → dataset index
+    train_images = images[train_index]
     if device.type == "cuda":
         train_images = train_images.to(device)     # the whole uint8 set fits on any GPU we target
     n_train = len(train_idx)
@@ -382,7 +392,9 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
     torch.manual_seed(tcfg.seed)
     m_cls = get_method(run_cfg.method)
     info = DataInfo(data.name, data.channels, data.height, data.width, n_train)
-    method: Method = m_cls(run_cfg.method_config, info).to(device)
+    method: Method = m_cls(run_cfg.method_config, info)
+    method.prepare(data)          # once, before any restore: e.g. CLIP tokenises the captions
+    method = method.to(device)
     total_steps = steps_per_epoch * tcfg.epochs if m_cls.iterative else 1
 
     optimizer = make_optimizer(method.parameters(), tcfg) if m_cls.iterative and \
@@ -431,6 +443,7 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
                                                   k=tcfg.knn_k, which=which))
         for k, v in evaluate.collapse_metrics(feats[:4096]).items():
             out[f"feature_{k}"] = v
+        out.update(method.evaluate_extra(data, feats, final=final))
         if is_main:
             metrics_buffer.extend((step, epoch, k, float(v)) for k, v in out.items())
             flush()
@@ -505,7 +518,7 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
                     group["lr"] = lr
                 gen = _step_generator(tcfg.seed, step, dist.rank, device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    loss, logs = model(x, run_cfg.views, gen)
+                    loss, logs = model(x, run_cfg.views, gen, index=train_index[idx].to(device))
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"the loss became {loss.item()} at step {step}: "
                                              "try a lower learning rate")
@@ -564,6 +577,9 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
                                          epoch=int(final_epoch))
         from .maps import pca_2d
         proj_id = project.save_projection(emb_id, "pca", {}, pca_2d(feats))
+        for split, (ids, vectors) in method.extra_embeddings(data).items():   # e.g. CLIP's captions
+            extra_id = project.save_embeddings(run_id, split, ids, vectors, epoch=int(final_epoch))
+            project.save_projection(extra_id, "pca", {}, pca_2d(vectors))
         flush()
         project.update_run(run_id, status="finished", finished_at=_now())
         yield EmbeddingsSaved(run_id, emb_id, proj_id)

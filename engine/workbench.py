@@ -43,7 +43,7 @@ def import_dataset(project: Project, kind: str, dataset_name: str | None = None,
     name = dataset_name or data.name
     arrays = strings = None
     if not DATASET_KINDS[kind].builtin:
-        arrays, strings = _dataset_payload(data)
+        arrays, strings = data.payload() if DATASET_KINDS[kind].modality == "text" else _dataset_payload(data)
     stats = data.stats()
     if data.skipped:
         stats["skipped_files"] = [f"{f}: {why}" for f, why in data.skipped[:1000]]
@@ -65,6 +65,12 @@ def _dataset_payload(data: ImageData) -> tuple[dict, dict]:
         arrays[f"attr:{attr}"] = ids
         strings[f"attr:{attr}"] = list(names)
     return arrays, strings
+
+
+def kind_modality(kind: str) -> str:
+    """"images" or "text": what a dataset kind loads."""
+    spec = DATASET_KINDS.get(kind)
+    return spec.modality if spec is not None else "images"
 
 
 def _jsonable(params: dict) -> dict:
@@ -103,6 +109,9 @@ def load_dataset(project: Project, dataset: int | str) -> ImageData:
 
 def _dataset_from_arrays(project: Project, rec) -> ImageData:
     arrays = project.dataset_arrays(rec.id)
+    if kind_modality(rec.kind) == "text":
+        from .data.text import TextData
+        return TextData.from_payload(rec.name, arrays, lambda key: project.dataset_strings(rec.id, key))
     if "images" not in arrays:
         raise DataError(f"dataset {rec.name!r} has no stored images in {project.path}")
     strings = lambda key: project.dataset_strings(rec.id, key)  # noqa: E731
@@ -238,6 +247,29 @@ def export_embeddings(project: Project, embedding_id: int, out: Path, fmt: str) 
         meta.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return [out, meta]
     raise ValueError(f"unknown export format {fmt!r} (npy, csv, tsv)")
+
+
+def run_word_vectors(project: Project, run_id: int):
+    """A text run's word vectors (its latest checkpoint) as :class:`~engine.text_eval.WordVectors`."""
+    from .text_eval import WordVectors
+    run = project.run(run_id)
+    ck = project.latest_checkpoint(run_id)
+    if ck is None:
+        raise ValueError(f"run {run_id} has no checkpoint yet (status {run.status})")
+    state = ck[2]["model"]
+    if "syn0" not in state or "vocab_ids" not in state:
+        raise ValueError(f"run {run_id} ({run.method}) has no word vectors")
+    data = load_dataset(project, run.dataset_id)
+    ids = state["vocab_ids"].numpy()
+    return WordVectors([data.vocab[i] for i in ids], state["syn0"].numpy(), state["counts"].numpy())
+
+
+def export_word_vectors(project: Project, run_id: int, out: Path, binary: bool = False) -> Path:
+    """A text run's vectors in the word2vec text or binary format (gensim and the C tool read both)."""
+    from .text_eval import save_word2vec
+    wv = run_word_vectors(project, run_id)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    return save_word2vec(out, wv.words, wv.vectors, binary=binary)
 
 
 def export_weights(project: Project, run_id: int, out: Path) -> Path:

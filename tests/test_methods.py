@@ -18,6 +18,14 @@ def _batch(n=16, c=1, h=8, seed=0):
     return torch.randint(0, 256, (n, c, h, h), generator=g, dtype=torch.uint8)
 
 
+def _captioned(x):
+    """An ImageData of batch ``x`` with a caption per image, for methods that need captions."""
+    from engine.data import ImageData
+    n = len(x)
+    return ImageData("test", x.permute(0, 2, 3, 1).numpy(), None, None, {},
+                     [f"item {i % 4} of {n}" for i in range(n)], [str(i) for i in range(n)], np.zeros(n))
+
+
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_method_card_and_config(name):
     m = METHODS[name]
@@ -25,7 +33,7 @@ def test_method_card_and_config(name):
     assert m.card.title and m.card.loss and m.card.paper and m.card.learns
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize("name", sorted(n for n, m in METHODS.items() if m.modality == "images"))
 @pytest.mark.parametrize("channels,size", [(1, 8), (3, 32)])
 def test_method_trains_embeds_and_restores(name, channels, size):
     torch.manual_seed(0)
@@ -34,9 +42,13 @@ def test_method_trains_embeds_and_restores(name, channels, size):
     method = cls(cls.Config(), info)
     x = _batch(16, channels, size)
     views = default_views("test", size, channels)
+    kwargs = {}
+    if cls.needs_captions:       # CLIP finds each image's captions by its dataset index
+        method.prepare(_captioned(x))
+        kwargs = {"index": torch.arange(len(x))}
     if cls.iterative:
         opt = torch.optim.SGD(method.parameters(), lr=0.01)
-        loss, logs = method(x, views, torch.Generator().manual_seed(1))
+        loss, logs = method(x, views, torch.Generator().manual_seed(1), **kwargs)
         assert loss.ndim == 0 and torch.isfinite(loss)
         before = [p.detach().clone() for p in method.parameters()]
         loss.backward()

@@ -110,7 +110,7 @@ def test_pause_and_resume_from_another_thread(project):
 def test_a_failing_step_becomes_a_failed_event_and_run(project, monkeypatch):
     from engine.methods.simclr import SimCLR
 
-    def boom(self, x, views, generator):
+    def boom(self, x, views, generator, index=None):
         raise RuntimeError("synthetic failure")
     monkeypatch.setattr(SimCLR, "training_step", boom)
     run_id = workbench.create_run(project, "digits", "simclr", FAST)

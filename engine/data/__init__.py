@@ -235,6 +235,7 @@ class DatasetKind:
     description: str
     params: list[ParamSpec]
     builtin: bool
+    modality: str = "images"     # "text" kinds load a TextData (engine.data.text)
 
 
 # The kinds and the module that loads each. Modules are imported on first use,
@@ -245,6 +246,9 @@ _LOADER_MODULES: dict[str, str] = {
     "image-folder": "engine.data.folder",
     "mnist-idx": "engine.data.idx",
     "torchvision": "engine.data.tv",
+    # "module:function" where one module loads several kinds.
+    "text": "engine.data.text:load_files",
+    "shapes-captions": "engine.data.text:load_shapes_captions",
 }
 
 _SIZE = ParamSpec("size", int, 32, "Side of the square images in pixels.", min=4, max=512)
@@ -295,6 +299,32 @@ DATASET_KINDS: dict[str, DatasetKind] = {
                    "Folder where the files are downloaded and kept."),
          ParamSpec("download", bool, True, "Download the files if they are not in root.")],
         builtin=False),
+    "text": DatasetKind(
+        "text", "Text corpus (.txt, folder or .zip)",
+        "A text corpus: a .txt file, a folder or a .zip of .txt files, one sentence or document "
+        "per line (or free text with unit=sentence). UTF-8, or latin-1 when chosen.",
+        [ParamSpec("path", Path, None, "A .txt file, a folder of .txt files or a .zip of them.", required=True),
+         ParamSpec("encoding", str, "auto", "auto reads UTF-8 (or UTF-16 with a BOM) and stops at the first "
+                   "invalid byte; latin-1 reads any byte.", choices=("auto", "utf-8", "latin-1")),
+         ParamSpec("unit", str, "line", "line: one sentence per line; sentence: free text cut after . ! ?",
+                   choices=("line", "sentence")),
+         ParamSpec("lowercase", bool, True, "Lower-case every word."),
+         ParamSpec("punctuation", str, "split", "split: punctuation marks become tokens; strip: dropped; "
+                   "keep: split on spaces only (pre-tokenised text).", choices=("split", "strip", "keep")),
+         ParamSpec("min_count", int, 1, "Drop words seen fewer times than this.", min=1),
+         ParamSpec("max_vocab", int, 0, "Keep at most this many of the most frequent words (0: all).", min=0),
+         ParamSpec("heldout", float, 0.02, "Fraction of sentences held out for evaluation (seeded).",
+                   min=0.0, max=0.5),
+         ParamSpec("seed", int, 0, "Seed of the held-out split.", min=0),
+         ParamSpec("max_chars", int, 100_000, "Longest line or sentence accepted, in characters.", min=100)],
+        builtin=False, modality="text"),
+    "shapes-captions": DatasetKind(
+        "shapes-captions", "Shapes captions (built-in text demo)",
+        "The captions of the shapes data set (\"a small red triangle at the top left\"): a tiny corpus "
+        "where neighbours and analogies of colours and shapes show up within seconds.",
+        [ParamSpec("n", int, 2000, "Number of captions.", min=10, max=1_000_000),
+         ParamSpec("seed", int, 0, "Random seed: the same seed writes the same captions.", min=0)],
+        builtin=True, modality="text"),
 }
 
 
@@ -358,8 +388,9 @@ def load_images(kind: str, progress: Progress | None = None, cancel: Cancel | No
         listed = ", ".join(known) or "none"
         raise DataError(f"{kind}: unknown parameter(s) {', '.join(unknown)} (known: {listed})")
     values = {name: _coerce(kind, p, params.get(name, p.default)) for name, p in known.items()}
-    module = importlib.import_module(_LOADER_MODULES[kind])
-    return module.load(progress=progress, cancel=cancel, **values)
+    module_name, _, function = _LOADER_MODULES[kind].partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, function or "load")(progress=progress, cancel=cancel, **values)
 
 
 def check_cancel(cancel: Cancel | None) -> None:

@@ -71,7 +71,7 @@ def load(path: Path, size: int = 32, channels: str = "auto", captions: Path | No
     if not path.exists():
         raise DataError(f"{path}: no such folder or file")
     # Read the captions first: a wrong captions path should fail before a long decode.
-    table = _read_captions(Path(captions).expanduser(), path) if captions is not None else None
+    table, bad_rows = _read_captions(Path(captions).expanduser(), path) if captions is not None else (None, 0)
     skipped: list[tuple[str, str]] = []
     archive: zipfile.ZipFile | None = None
     if path.is_dir():
@@ -126,7 +126,7 @@ def load(path: Path, size: int = 32, channels: str = "auto", captions: Path | No
     caption_list = None
     if table is not None:
         caption_list, caption_info = _match_captions(table, [entries[i] for i in chosen])
-        info.update(caption_info)
+        info.update(caption_info, n_caption_rows_bad=bad_rows)
 
     return ImageData(name=name, images=images, labels=labels, class_names=class_names,
                      attributes={}, captions=caption_list, item_names=item_names, split=split,
@@ -426,8 +426,11 @@ def _summary(skipped: list[tuple[str, str]], show: int = 5) -> str:
 
 # --- captions ----------------------------------------------------------------
 
-def _read_captions(file: Path, source: Path) -> dict[str, list[str]]:
-    """``{file name: [caption, ...]}`` from a CSV (file,caption) or JSONL file.
+def _read_captions(file: Path, source: Path) -> tuple[dict[str, list[str]], int]:
+    """``{file name: [caption, ...]}`` from a CSV (file,caption), JSONL or
+    COCO-style captions JSON file, and the number of bad rows skipped (no file
+    name or an empty caption; rows naming a missing image are counted later,
+    as unmatched).
 
     A relative path that does not exist is also looked up beside the images:
     inside the folder, or as a member of the zip.
@@ -450,9 +453,34 @@ def _read_captions(file: Path, source: Path) -> dict[str, list[str]]:
         raise DataError(f"{file}: captions file is not UTF-8 text") from None
 
     table: dict[str, list[str]] = {}
+    bad = 0
+
+    def add(key: str, caption: str) -> None:
+        nonlocal bad
+        key, caption = _norm(key), " ".join(caption.split())   # one line per caption
+        if not key or not caption:
+            bad += 1
+        else:
+            table.setdefault(key, []).append(caption)
+
     suffix = file.suffix.lower()
     first = content.lstrip()[:1]
-    if suffix in (".jsonl", ".ndjson", ".json") or (suffix not in (".csv", ".tsv") and first == "{"):
+    coco = None
+    if suffix == ".json" or (suffix not in (".csv", ".tsv") and first == "{"):
+        try:
+            coco = json.loads(content)
+        except ValueError:
+            coco = None                 # JSON lines, not one document
+    if isinstance(coco, dict) and "annotations" in coco:
+        # COCO captions: {"images": [{"id", "file_name"}], "annotations": [{"image_id", "caption"}]}
+        try:
+            names = {img["id"]: str(img["file_name"]) for img in coco.get("images", [])}
+            for ann in coco["annotations"]:
+                add(names.get(ann.get("image_id"), ""), str(ann.get("caption") or ""))
+        except (TypeError, KeyError, AttributeError):
+            raise DataError(f"{file}: not a COCO captions file (expected images with id and file_name, "
+                            "annotations with image_id and caption)") from None
+    elif suffix in (".jsonl", ".ndjson", ".json") or (suffix not in (".csv", ".tsv") and first == "{"):
         for lineno, line in enumerate(content.splitlines(), 1):
             if not line.strip():
                 continue
@@ -462,20 +490,23 @@ def _read_captions(file: Path, source: Path) -> dict[str, list[str]]:
             except (ValueError, TypeError, KeyError):
                 raise DataError(f"{file}, line {lineno}: expected "
                                 '{"file": ..., "caption": ...}') from None
-            table.setdefault(_norm(str(key)), []).append(str(caption))
+            add(str(key), str(caption))
     else:
         rows = csv.reader(io.StringIO(content), delimiter="\t" if suffix == ".tsv" else ",")
         for lineno, row in enumerate(rows, 1):
-            if len(row) < 2 or not row[0].strip():
+            if not any(cell.strip() for cell in row):
+                continue  # blank line
+            if len(row) < 2:
+                bad += 1
                 continue
             if lineno == 1 and row[0].strip().lower() in ("file", "filename", "image", "path") \
                     and row[1].strip().lower() in ("caption", "text", "captions"):
                 continue  # the header row
-            table.setdefault(_norm(row[0]), []).append(row[1].strip())
+            add(row[0], row[1])
     if not table:
         raise DataError(f"{file}: no captions found (expected CSV rows file,caption "
                         'or JSON lines {"file": ..., "caption": ...})')
-    return table
+    return table, bad
 
 
 def _norm(name: str) -> str:
@@ -486,7 +517,7 @@ def _norm(name: str) -> str:
 
 
 def _match_captions(table: dict[str, list[str]], entries: list[_Entry]) -> tuple[list[str], dict]:
-    """One caption per entry (the first given; "" when none), matched by the
+    """Each entry's captions, one per line ("" when none), matched by the
     path inside the folder or zip, else by the bare file name when unique."""
     by_base: dict[str, list[str]] = {}
     base_count: dict[str, int] = {}
@@ -507,7 +538,7 @@ def _match_captions(table: dict[str, list[str]], entries: list[_Entry]) -> tuple
             caps = by_base[e.parts[-1]]
             used.update(k for k in table if PurePosixPath(k).name == e.parts[-1])
         caps = caps or []
-        captions.append(caps[0] if caps else "")
+        captions.append("\n".join(caps))
         total += len(caps)
         several += len(caps) > 1
     info = {"n_captions_total": total,

@@ -9,6 +9,7 @@ from .autoencoder import Autoencoder
 from .base import DataInfo, Method, MethodCard
 from .byol import BYOL
 from .channel_prediction import ChannelPrediction
+from .clip import CLIP
 from .denoising_autoencoder import DenoisingAutoencoder
 from .mae import MaskedAutoencoder
 from .moco import MoCo
@@ -16,10 +17,11 @@ from .pca import PCA
 from .simclr import SimCLR
 from .simsiam import SimSiam
 from .swav import SwAV
+from .word2vec import Word2Vec
 
 METHODS: dict[str, type[Method]] = {m.name: m for m in (PCA, Autoencoder, DenoisingAutoencoder, SimCLR,
                                                       MoCo, BYOL, SimSiam, SwAV,
-                                                      MaskedAutoencoder, ChannelPrediction)}
+                                                      MaskedAutoencoder, ChannelPrediction, CLIP, Word2Vec)}
 
 
 def get_method(name: str) -> type[Method]:

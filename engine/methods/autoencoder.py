@@ -75,7 +75,7 @@ class Autoencoder(Method):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.to_code(self.backbone(x))
 
-    def training_step(self, x, views, generator):
+    def training_step(self, x, views, generator, index=None):
         clean = self.normalized(x)
         code = self.embed(self.corrupt(clean, generator))
         loss = reconstruction_mse(self.decoder(code), clean)

@@ -13,6 +13,10 @@ is what makes a resumed run reach the same weights as an uninterrupted one.
 ``"z"`` (the projections of one view) from which the loop computes the
 collapse metrics.
 
+``index`` (optional) holds the dataset indices of the batch's items, for
+methods that need more than pixels (CLIP looks up each item's captions, which
+its ``prepare`` tokenised once before training).
+
 ``embed`` gives the representation that evaluation, maps and exports use.
 """
 from __future__ import annotations
@@ -54,8 +58,12 @@ class Method(nn.Module):
     card: ClassVar[MethodCard]
     #: False for closed-form methods (PCA): the loop calls ``fit`` once instead of steps.
     iterative: ClassVar[bool] = True
+    #: What the method trains on: "images" (engine.train) or "text" (engine.train_text).
+    modality: ClassVar[str] = "images"
     #: Whether the run's view config is used (shown in the form and preview).
     uses_views: ClassVar[bool] = True
+    #: Whether the method learns from captions (CLIP): it needs a captioned dataset.
+    needs_captions: ClassVar[bool] = False
     #: Settings (of the loop, the method or "views.*") that suit this method on
     #: small data on the CPU better than the loop's defaults.
     train_defaults: ClassVar[dict] = {}
@@ -67,14 +75,31 @@ class Method(nn.Module):
         self.cfg = cfg
         self.info = info
 
-    def training_step(self, x: torch.Tensor, views: ViewConfig,
-                      generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+    def training_step(self, x: torch.Tensor, views: ViewConfig, generator: torch.Generator,
+                      index: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, views: ViewConfig, generator: torch.Generator):
+    def forward(self, x: torch.Tensor, views: ViewConfig, generator: torch.Generator,
+                index: torch.Tensor | None = None):
         # The loop calls the module (not training_step) so DistributedDataParallel,
         # which hooks forward(), synchronises gradients across processes.
-        return self.training_step(x, views, generator)
+        return self.training_step(x, views, generator, index=index)
+
+    def prepare(self, data) -> None:
+        """Called once by the loop after building the method, before any step or
+        checkpoint restore, with the whole :class:`~engine.data.ImageData`
+        (CLIP builds its vocabulary and tokenises the captions here)."""
+
+    def evaluate_extra(self, data, feats: np.ndarray, final: bool = False) -> dict[str, float]:
+        """Method-specific metrics at each evaluation, beside kNN and the probe
+        (CLIP: zero-shot accuracy and retrieval recall); ``feats`` are the
+        :meth:`embed` features of every item of ``data``."""
+        return {}
+
+    def extra_embeddings(self, data) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Embedding sets stored beside the images' at the end: {split: (item ids, vectors)}
+        (CLIP: its caption embeddings as split "text", in the images' space)."""
+        return {}
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Features of a normalised float batch (B, C, H, W) → (B, D)."""

@@ -135,7 +135,7 @@ class ChannelPrediction(Method):
         return (per * m).sum() / m.sum()
 
     # --- the Method interface --------------------------------------------------------------------
-    def training_step(self, x, views, generator):
+    def training_step(self, x, views, generator, index=None):
         clean = self.normalized(x)
         m = self.holdout_mask(x.shape[0], x.device, generator)
         code = self.backbone(self.encoder_input(clean, m))

@@ -187,7 +187,7 @@ class MaskedAutoencoder(Method):
         return tokens[:, 0] if self.cfg.pool == "cls" else tokens[:, 1:].mean(dim=1)
 
     # --- the Method interface -------------------------------------------------------------------
-    def training_step(self, x, views, generator):
+    def training_step(self, x, views, generator, index=None):
         imgs = make_views(x, views, generator)
         latent, mask, ids_restore = self.forward_encoder(imgs, self.cfg.mask_ratio, generator)
         pred = self.forward_decoder(latent, ids_restore)

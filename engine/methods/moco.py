@@ -81,7 +81,7 @@ class MoCo(Method):
     def embed(self, x):
         return self.backbone(x)
 
-    def training_step(self, x, views, generator):
+    def training_step(self, x, views, generator, index=None):
         v1, v2 = make_view_pair(x, views, generator)
         q1 = self.head(self.backbone(v1))
         with torch.no_grad():

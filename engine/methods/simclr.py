@@ -48,7 +48,7 @@ class SimCLR(Method):
     def embed(self, x):
         return self.backbone(x)
 
-    def training_step(self, x, views, generator):
+    def training_step(self, x, views, generator, index=None):
         v1, v2 = make_view_pair(x, views, generator)
         z1, z2 = self.head(self.backbone(v1)), self.head(self.backbone(v2))
         loss = nt_xent(z1, z2, self.cfg.temperature)

@@ -59,7 +59,7 @@ class SimSiam(Method):
     def embed(self, x):
         return self.backbone(x)
 
-    def training_step(self, x, views, generator):
+    def training_step(self, x, views, generator, index=None):
         v1, v2 = make_view_pair(x, views, generator)
         z1 = self.projector(self.backbone(v1))
         z2 = self.projector(self.backbone(v2))

@@ -104,7 +104,7 @@ class SwAV(Method):
         lo, hi = sorted((cfg.small_crop_scale_min, cfg.small_crop_scale_max))
         return replace(views, out_size=size, crop_scale_min=lo, crop_scale_max=hi)
 
-    def training_step(self, x, views, generator):
+    def training_step(self, x, views, generator, index=None):
         cfg = self.cfg
         B = x.shape[0]
         step = int(self.step)

@@ -33,11 +33,12 @@ def tiny(n: int = 6, captions: bool = True) -> ImageData:
 
 
 def test_registry_lists_the_five_kinds_with_param_specs():
-    assert set(DATASET_KINDS) == {"digits", "shapes", "image-folder", "mnist-idx", "torchvision"}
+    assert set(DATASET_KINDS) == {"digits", "shapes", "image-folder", "mnist-idx", "torchvision",
+                                  "text", "shapes-captions"}
     for name, kind in DATASET_KINDS.items():
         assert isinstance(kind, DatasetKind) and kind.name == name and kind.title and kind.description
         assert all(isinstance(p, ParamSpec) for p in kind.params)
-    assert {k for k, v in DATASET_KINDS.items() if v.builtin} == {"digits", "shapes"}
+    assert {k for k, v in DATASET_KINDS.items() if v.builtin} == {"digits", "shapes", "shapes-captions"}
     shapes = {p.name: p for p in DATASET_KINDS["shapes"].params}
     assert (shapes["n"].default, shapes["size"].default, shapes["seed"].default) == (2000, 32, 0)
     folder = {p.name: p for p in DATASET_KINDS["image-folder"].params}

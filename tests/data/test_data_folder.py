@@ -262,7 +262,7 @@ def test_captions_from_csv_and_jsonl(tmp_path: Path, tree: Path):
                         "dogs/missing.png,nobody home\n", encoding="utf-8")
     d = load_images("image-folder", path=tree, size=4, captions=csv_file)
     caption = dict(zip(d.item_names, d.captions))
-    assert caption["cats/red.png"] == "a red square"                 # the first of several
+    assert caption["cats/red.png"] == "a red square\na square, red"  # several: one per line
     assert caption["cats/gray.png"] == "a gray patch"
     assert caption["dogs/pal.gif"] == ""
     stats = d.stats()
@@ -275,7 +275,7 @@ def test_captions_from_csv_and_jsonl(tmp_path: Path, tree: Path):
         ("dogs/cmyk.tif", "a cyan tile"), ("dogs/cmyk.tif", "cyan"), ("cats/rgba.png", "blue over white")]))
     j = load_images("image-folder", path=tree, size=4, captions=jsonl)
     caption = dict(zip(j.item_names, j.captions))
-    assert caption["dogs/cmyk.tif"] == "a cyan tile" and caption["cats/rgba.png"] == "blue over white"
+    assert caption["dogs/cmyk.tif"] == "a cyan tile\ncyan" and caption["cats/rgba.png"] == "blue over white"
     assert j.stats()["n_captions_total"] == 3 and j.fingerprint() != d.fingerprint()
 
     # Captions travel with a zip too, and a relative name is found inside it.

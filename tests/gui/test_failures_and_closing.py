@@ -12,7 +12,7 @@ from engine.methods.simclr import SimCLR
 @pytest.mark.timeout(120)
 def test_failing_run_shows_details_and_marks_run_failed(window, project, qtbot, configure_small_run,
                                                          monkeypatch):
-    def broken_step(self, x, views, generator):
+    def broken_step(self, x, views, generator, index=None):
         raise RuntimeError("the method exploded on purpose")
 
     monkeypatch.setattr(SimCLR, "training_step", broken_step)
