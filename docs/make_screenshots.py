@@ -4,8 +4,9 @@
 
 Makes (or reuses) a project with the demo data sets, trains a short SimCLR run
 on the digits *through the window* (so the Train view shows real curves),
-waits for the UMAP map, and saves project.png, train.png and map.png (the
-window at 1366×768). Works offscreen too (``QT_QPA_PLATFORM=offscreen``),
+waits for the UMAP map, trains a short masked autoencoder for the
+Reconstructions view, and saves project.png, datasets.png, train.png, map.png,
+timeline.png, reconstructions.png and compare.png (the window at 1366×768). Works offscreen too (``QT_QPA_PLATFORM=offscreen``),
 with Qt's built-in fonts.
 """
 from __future__ import annotations
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--theme", choices=("light", "dark", "system"), default="system")
     parser.add_argument("--umap-timeout", type=float, default=180.0)
+    parser.add_argument("--mae-epochs", type=int, default=15)
     args = parser.parse_args(argv)
 
     import os
@@ -89,6 +91,40 @@ def main(argv: list[str] | None = None) -> int:
         mv.select_point(i)
         mv.hover_point(mv.neighbours[0] if mv.neighbours else i)
     shot("map")
+
+    # The timeline: half way between the first and the last evaluation.
+    mv.clear_selection()
+    mv.set_timeline(True)
+    if wait_until(app, lambda: mv.timeline is not None, 60):
+        mv.timeline_slider.setValue(mv.timeline_slider.maximum() // 2)
+        shot("timeline")
+    mv.set_timeline(False)
+
+    # A masked autoencoder for the Reconstructions view (trained in-process, no evaluations
+    # until the end: this is about the pictures).
+    from engine.workbench import create_run, run_training
+    mae_id = create_run(project, "digits", "mae", {"epochs": str(args.mae_epochs), "eval_every": "0"},
+                        name="mae, 75 % masked")
+    for _ in run_training(project, mae_id):
+        app.processEvents()
+    window.train_view.runs_changed.emit()
+    rv = window.reconstructions_view
+    window.show_view("reconstructions")
+    rv.show_run(mae_id)
+    wait_until(app, lambda: rv.result is not None and not rv.busy, 60)
+    shot("reconstructions")
+
+    window.show_view("compare")
+    window.compare_view.refresh()
+    window.compare_view.select_runs([run_id, mae_id])
+    shot("compare")
+
+    dv = window.datasets_view
+    window.show_view("datasets")
+    dv.show_dataset(project.dataset("shapes").id)
+    wait_until(app, lambda: dv.data is not None and dv.data.name.startswith("shapes"), 60)
+    dv.tabs.setCurrentIndex(1)
+    shot("datasets")
 
     window.show_view("project")
     window.project_view.refresh()

@@ -16,12 +16,18 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListWidget,
                                QListWidgetItem, QMainWindow, QMessageBox, QStackedWidget, QStyle,
                                QWidget)
 
+from .views.compare_view import CompareView
+from .views.datasets_view import DatasetsView
 from .views.map_view import MapView
 from .views.project_view import ProjectView
+from .views.reconstructions_view import ReconstructionsView
 from .views.train_view import TrainView
 from .workers import FunctionWorker
 
 MAX_RECENT = 8
+#: Ctrl+<digit> per view. Fixed numbers, so a view added later (Words, Search) never shifts
+#: the shortcuts people learned; views not listed get the next free digits.
+VIEW_SHORTCUTS = {"project": 1, "train": 2, "map": 3, "datasets": 4, "reconstructions": 5, "compare": 6}
 
 
 def settings() -> QSettings:
@@ -95,16 +101,30 @@ class MainWindow(QMainWindow):
         self.project_view = ProjectView()
         self.train_view = TrainView()
         self.map_view = MapView()
+        self.datasets_view = DatasetsView()
+        self.reconstructions_view = ReconstructionsView()
+        self.compare_view = CompareView()
         self.add_view("project", "Project", self.project_view,
                       style.standardIcon(QStyle.StandardPixmap.SP_DirHomeIcon))
+        self.add_view("datasets", "Datasets", self.datasets_view,
+                      style.standardIcon(QStyle.StandardPixmap.SP_DirIcon))
         self.add_view("train", "Train", self.train_view,
                       style.standardIcon(QStyle.StandardPixmap.SP_MediaPlay))
         self.add_view("map", "Map", self.map_view,
                       style.standardIcon(QStyle.StandardPixmap.SP_FileDialogContentsView))
+        self.add_view("reconstructions", "Reconstruct", self.reconstructions_view,
+                      style.standardIcon(QStyle.StandardPixmap.SP_FileDialogDetailedView))
+        self.add_view("compare", "Compare", self.compare_view,
+                      style.standardIcon(QStyle.StandardPixmap.SP_FileDialogListView))
 
         self.project_view.resume_requested.connect(self._resume_from_project_view)
         self.project_view.map_requested.connect(self.show_map)
         self.project_view.datasets_changed.connect(self.train_view.refresh)
+        self.project_view.datasets_changed.connect(self.datasets_view.refresh)
+        self.datasets_view.datasets_changed.connect(self.train_view.refresh)
+        self.datasets_view.datasets_changed.connect(self.project_view.refresh)
+        self.datasets_view.message.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
+        self.compare_view.map_requested.connect(self.show_map)
         self.project_view.message.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
         self.train_view.state_changed.connect(self._on_run_state)
         self.train_view.runs_changed.connect(self._on_runs_changed)
@@ -181,14 +201,26 @@ class MainWindow(QMainWindow):
             run_menu.addAction(a)
 
         view_menu = mb.addMenu("&View")
-        for n, key in enumerate(self._views, start=1):
-            a = QAction(self.sidebar.item(n - 1).text(), self, shortcut=QKeySequence(f"Ctrl+{n}"))
+        free = iter(n for n in range(1, 10) if n not in VIEW_SHORTCUTS.values())
+        for row, key in enumerate(self._views):
+            n = VIEW_SHORTCUTS.get(key) or next(free, None)
+            a = QAction(self.sidebar.item(row).text(), self)
+            if n is not None:
+                a.setShortcut(QKeySequence(f"Ctrl+{n}"))
             a.triggered.connect(lambda _=False, k=key: self.show_view(k))
             view_menu.addAction(a)
+        view_menu.addSeparator()
+        self.import_action = QAction("&Import data set…", self, shortcut=QKeySequence("Ctrl+I"),
+                                     triggered=self._import_shortcut)
+        view_menu.addAction(self.import_action)
 
         help_menu = mb.addMenu("&Help")
         help_menu.addAction("&About Pretext", self._about)
         self._sync_actions()
+
+    def _import_shortcut(self) -> None:
+        self.show_view("datasets")
+        self.datasets_view.import_button.showMenu()
 
     def _start_shortcut(self) -> None:
         self.show_view("train")
@@ -232,7 +264,7 @@ class MainWindow(QMainWindow):
 
     def _on_runs_changed(self) -> None:
         # Only the visible view re-reads the project now; the others do when shown.
-        for view in (self.project_view, self.map_view):
+        for view in (self.project_view, self.map_view, self.compare_view, self.reconstructions_view):
             if view.isVisible():
                 view.refresh()
         self._sync_actions()
@@ -351,7 +383,8 @@ class MainWindow(QMainWindow):
             ev.ignore()
             return
         for w in (self.map_view._umap_worker, self.map_view._load_worker, self._open_worker,
-                  self.project_view._import_worker):
+                  self.project_view._import_worker, self.datasets_view._import_worker,
+                  self.datasets_view._load_worker, getattr(self.map_view, "_timeline_worker", None)):
             if w is not None and w.is_running() and hasattr(w, "cancel"):
                 w.cancel()
         super().closeEvent(ev)

@@ -39,3 +39,20 @@ class ElidedLabel(QLabel):
         text = metrics.elidedText(self.text(), Qt.TextElideMode.ElideRight, rect.width())
         painter.setPen(self.palette().color(self.foregroundRole()))
         painter.drawText(rect, int(self.alignment() | Qt.AlignmentFlag.AlignVCenter), text)
+
+
+def error_dialog(parent, title: str, message: str, details: str = "", informative: str = ""):
+    """A non-blocking error box: the readable message, the traceback under "Show Details…",
+    and a "Copy details" button that puts both on the clipboard (for a bug report)."""
+    from PySide6.QtWidgets import QApplication, QMessageBox
+    box = QMessageBox(QMessageBox.Icon.Critical, title, message, QMessageBox.StandardButton.Ok, parent)
+    if informative:
+        box.setInformativeText(informative)
+    if details:
+        box.setDetailedText(details)
+    box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    copy = box.addButton("Copy details", QMessageBox.ButtonRole.ActionRole)
+    copy.clicked.disconnect()     # keep the box open after copying
+    copy.clicked.connect(lambda: QApplication.clipboard().setText(f"{title}\n{message}\n\n{details}".strip()))
+    box.open()
+    return box

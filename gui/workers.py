@@ -26,6 +26,8 @@ reference never destroys a running QThread. :func:`stop_all` (connected to
 from __future__ import annotations
 
 import inspect
+import os
+import sys
 import threading
 import traceback
 from typing import Any, Callable
@@ -179,6 +181,7 @@ class TrainWorker(Worker):
 
     def work(self) -> None:
         from engine.workbench import run_training
+        _lower_priority()
         if self.run_id is None:
             self.run_id = int(self._create())
             self.run_created.emit(self.run_id)
@@ -201,6 +204,17 @@ class TrainWorker(Worker):
     @property
     def paused(self) -> bool:
         return self.control.paused
+
+
+def _lower_priority(nice: int = 5) -> None:
+    """Make the calling thread (and the torch threads it starts) yield the CPU to the GUI thread
+    when the machine is busy: training then never starves the event loop. Linux only (there
+    a thread has its own nice value; elsewhere this call would renice the whole process)."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        except OSError:
+            pass
 
 
 class FunctionWorker(Worker):

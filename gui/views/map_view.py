@@ -6,6 +6,13 @@ swapped in when ready, then stored in the project so the next visit is
 instant. All points are one ``ScatterPlotItem`` in pixel mode, coloured by
 class. Hovering shows the item's image and label; clicking lists its eight
 nearest neighbours by cosine similarity in embedding space (not on the map).
+
+The timeline replays how the map formed: the run stores the embeddings of a
+fixed sample at every evaluation ("timeline" sets); each one is mapped with
+PCA and rotated/reflected onto the previous frame (orthogonal Procrustes), so
+that the frames differ only by what training changed, not by an arbitrary
+rotation of the axes. A slider and a play button step through them, with the
+points moving smoothly between frames.
 """
 from __future__ import annotations
 
@@ -13,11 +20,11 @@ import html
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QPointF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QIcon
 from PySide6.QtWidgets import (QComboBox, QFrame, QHBoxLayout, QLabel, QListView, QListWidget,
-                               QListWidgetItem, QProgressBar, QSplitter, QStackedWidget,
-                               QVBoxLayout, QWidget)
+                               QListWidgetItem, QProgressBar, QPushButton, QSlider, QSplitter,
+                               QStackedWidget, QStyle, QToolButton, QVBoxLayout, QWidget)
 
 from ..images import thumbnail
 from ..theme import category_colors, is_dark, style_plot
@@ -28,6 +35,9 @@ N_NEIGHBOURS = 8
 HOVER_RADIUS_PX = 8
 HOVER_THUMB = 96
 NEIGHBOUR_THUMB = 64
+#: Slider positions between two timeline frames (the points glide from one to the next).
+TIMELINE_SUBSTEPS = 10
+TIMELINE_TICK_MS = 40
 
 
 def load_map_data(project, run_id: int) -> dict:
@@ -44,8 +54,9 @@ def load_map_data(project, run_id: int) -> dict:
     data = load_dataset(project, run.dataset_id)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     unit = vectors / np.maximum(norms, 1e-12)
+    n_timeline = len({e.epoch for e in project.embedding_sets(run_id) if e.split == "timeline"})
     return {"run_id": run_id, "embedding_id": emb.id, "ids": ids, "vectors": vectors, "unit": unit,
-            "projections": projections, "data": data, "run": run}
+            "projections": projections, "data": data, "run": run, "n_timeline": n_timeline}
 
 
 def compute_umap(project, embedding_id: int, progress=None) -> tuple[int, int, np.ndarray]:
@@ -55,6 +66,63 @@ def compute_umap(project, embedding_id: int, progress=None) -> tuple[int, int, n
     if progress is not None:
         progress(1.0, "done")
     return embedding_id, proj_id, project.load_projection(proj_id)
+
+
+def align_frames(frames: list[np.ndarray]) -> np.ndarray:
+    """PCA maps of successive embeddings of the same items, each rotated (or reflected)
+    onto the one before: (F, n, 2), centred, scaled together to about [-1, 1].
+
+    Each frame is centred and scaled to unit RMS radius, then turned by the orthogonal
+    matrix R minimising ||frame·R − previous|| (Procrustes: R = U Vᵀ from the SVD of
+    frameᵀ·previous), so only what training changed moves between frames."""
+    from engine.maps import normalise_coords, pca_2d
+    out, prev = [], None
+    for x in frames:
+        c = pca_2d(x).astype(np.float64)
+        c -= c.mean(axis=0)
+        rms = float(np.sqrt((c ** 2).sum(axis=1).mean()))
+        if rms > 0:
+            c /= rms
+        if prev is not None:
+            u, _, vt = np.linalg.svd(c.T @ prev)
+            c = c @ (u @ vt)
+        out.append(c)
+        prev = c
+    stacked = np.stack(out) if out else np.zeros((0, 0, 2))
+    if stacked.size:
+        stacked = normalise_coords(stacked.reshape(-1, 2)).reshape(stacked.shape)
+    return stacked.astype(np.float32)
+
+
+def compute_timeline(project, run_id: int) -> dict:
+    """The aligned frames of a run's timeline (on a worker thread): {"run_id", "epochs",
+    "ids" (item ids of the sample), "frames" (F, n, 2)}. The last frame is the final embedding
+    of the same items."""
+    from engine.workbench import final_embeddings
+    latest: dict[int, object] = {}
+    for e in project.embedding_sets(run_id):
+        if e.split == "timeline":
+            latest[int(e.epoch or 0)] = e           # a resumed run may store an epoch again: keep the last
+    epochs = sorted(latest)
+    ids, vectors = None, []
+    for ep in epochs:
+        ids_e, v = project.load_embeddings(latest[ep].id)
+        if ids is None:
+            ids = ids_e
+        elif not np.array_equal(ids_e, ids):
+            raise ValueError(f"the timeline of run {run_id} changed its sample at epoch {ep}")
+        vectors.append(v)
+    final = final_embeddings(project, run_id)
+    if final is not None and ids is not None:
+        f_ids, f_vec = project.load_embeddings(final.id)
+        pos = {int(i): k for k, i in enumerate(f_ids)}
+        if all(int(i) in pos for i in ids):
+            vectors.append(f_vec[[pos[int(i)] for i in ids]])
+            epochs.append(int(final.epoch or (epochs[-1] + 1 if epochs else 0)))
+    if len(vectors) < 2:
+        raise ValueError("this run has no timeline: it stored embeddings at fewer than two evaluations "
+                         "(train for two epochs or more with evaluations on)")
+    return {"run_id": run_id, "epochs": epochs, "ids": ids, "frames": align_frames(vectors)}
 
 
 class MapView(QWidget):
@@ -81,6 +149,13 @@ class MapView(QWidget):
         self._umap_worker: FunctionWorker | None = None
         self._brushes: list[QBrush] = []
         self._umap_error = ""
+        self.timeline: dict | None = None        # compute_timeline's result for the shown run
+        self.timeline_points = np.zeros(0, np.int64)   # map points (rows of info["ids"]) in the timeline
+        self._timeline_worker: FunctionWorker | None = None
+        self._timeline_run_id: int | None = None
+        self._play_timer = QTimer(self)
+        self._play_timer.setInterval(TIMELINE_TICK_MS)
+        self._play_timer.timeout.connect(self._play_tick)
         self._build()
 
     # ------------------------------------------------------------------ layout
@@ -106,12 +181,19 @@ class MapView(QWidget):
         self.umap_progress.setRange(0, 0)
         self.umap_progress.setVisible(False)
         self.status = ElidedLabel("")
+        self.timeline_button = QPushButton("Timeline")
+        self.timeline_button.setCheckable(True)
+        self.timeline_button.setToolTip("Replay how the map formed: the embedding at every evaluated epoch, "
+                                        "aligned frame to frame (Ctrl+T)")
+        self.timeline_button.setShortcut("Ctrl+T")
+        self.timeline_button.toggled.connect(self.set_timeline)
         bar.addWidget(QLabel("Run"))
         bar.addWidget(self.run_combo, 2)
         bar.addWidget(QLabel("Colour by"))
         bar.addWidget(self.colour_combo)
         bar.addWidget(QLabel("Map"))
         bar.addWidget(self.kind_combo)
+        bar.addWidget(self.timeline_button)
         bar.addWidget(self.umap_progress)
         bar.addWidget(self.status, 1)
         root.addLayout(bar)
@@ -140,7 +222,28 @@ class MapView(QWidget):
         self.plot.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self.plot.viewport().installEventFilter(self)
         style_plot(self.plot)
-        split.addWidget(self.plot)
+        plot_box = QWidget()
+        pb = QVBoxLayout(plot_box)
+        pb.setContentsMargins(0, 0, 0, 0)
+        pb.addWidget(self.plot, 1)
+        self.timeline_bar = QWidget()
+        tb = QHBoxLayout(self.timeline_bar)
+        tb.setContentsMargins(0, 2, 0, 0)
+        self.play_button = QToolButton()
+        self.play_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPlay))
+        self.play_button.setToolTip("Play the timeline from its first frame")
+        self.play_button.setCheckable(True)
+        self.play_button.toggled.connect(self._on_play)
+        self.timeline_slider = QSlider(Qt.Orientation.Horizontal)
+        self.timeline_slider.valueChanged.connect(self._on_timeline_slider)
+        self.timeline_label = QLabel("")
+        self.timeline_label.setMinimumWidth(130)
+        tb.addWidget(self.play_button)
+        tb.addWidget(self.timeline_slider, 1)
+        tb.addWidget(self.timeline_label)
+        self.timeline_bar.setVisible(False)
+        pb.addWidget(self.timeline_bar)
+        split.addWidget(plot_box)
 
         # The hover card: a small frame over the plot, not a real tooltip (those
         # are slow to appear and cannot show a scaled image reliably).
@@ -283,6 +386,10 @@ class MapView(QWidget):
             return  # the user picked another run meanwhile
         self.info = info
         self.pages.setCurrentIndex(1)
+        # The same run loaded again (a refresh) keeps its timeline; another run starts without one.
+        keep_timeline = self.timeline_active and self._timeline_run_id == info["run_id"]
+        if not keep_timeline:
+            self._reset_timeline(info.get("n_timeline", 0))
         data = info["data"]
         self.colour_combo.blockSignals(True)
         self.colour_combo.clear()
@@ -299,6 +406,8 @@ class MapView(QWidget):
             from engine.maps import pca_2d
             info["projections"]["pca"] = (None, pca_2d(info["vectors"]))
         self._draw(want)
+        if keep_timeline and self.timeline is not None and self.timeline["run_id"] == info["run_id"]:
+            self._on_timeline(self.timeline)
         if "umap" not in info["projections"] and self.auto_umap:
             self.start_umap()
 
@@ -323,6 +432,9 @@ class MapView(QWidget):
         if self.info is None or emb_id != self.info["embedding_id"]:
             return
         self.info["projections"]["umap"] = (proj_id, coords)
+        if self.timeline_active:
+            self.kind = "umap"       # shown when the timeline is closed
+            return
         if self.kind_combo.currentData() == "pca" and self.kind == "pca":
             self._draw("umap")
 
@@ -332,6 +444,121 @@ class MapView(QWidget):
 
     def _on_umap_error(self, message: str, details: str) -> None:
         self._umap_error = message
+
+    # ------------------------------------------------------------------ timeline
+    @property
+    def timeline_active(self) -> bool:
+        return self.timeline_button.isChecked()
+
+    def _reset_timeline(self, n_sets: int) -> None:
+        self._play_timer.stop()
+        self.timeline = None
+        self.timeline_points = np.zeros(0, np.int64)
+        self.timeline_button.blockSignals(True)
+        self.timeline_button.setChecked(False)
+        self.timeline_button.blockSignals(False)
+        self.timeline_bar.setVisible(False)
+        self.timeline_button.setEnabled(n_sets >= 1)
+        self.timeline_button.setToolTip(
+            "Replay how the map formed: the embedding at every evaluated epoch, aligned frame to frame "
+            "(Ctrl+T)" if n_sets else "This run stored no timeline (it evaluated only at the end)")
+
+    def set_timeline(self, on: bool) -> None:
+        """Show (compute on a worker the first time) or leave the timeline of the shown run."""
+        if self.timeline_button.isChecked() != on:
+            self.timeline_button.setChecked(on)      # comes back here through toggled
+            return
+        self.timeline_bar.setVisible(on)
+        if not on:
+            self.play_button.setChecked(False)
+            if self.info is not None:
+                kind = self.kind_combo.currentData() or "pca"
+                self._draw(kind if kind in self.info["projections"] else "pca")
+            return
+        if self.info is None:
+            self.timeline_button.setChecked(False)
+            return
+        if self.timeline is not None and self.timeline["run_id"] == self.run_id:
+            self._show_timeline()
+            return
+        if self._timeline_worker is not None and self._timeline_worker.is_running():
+            return
+        self._timeline_run_id = self.run_id
+        self.status.setText("Aligning the timeline's frames…")
+        worker = FunctionWorker(compute_timeline, self.project, self.run_id, thread_name="pretext-timeline")
+        worker.result.connect(self._on_timeline)
+        worker.errored.connect(self._on_timeline_error)
+        self._timeline_worker = worker
+        worker.start()
+
+    def _on_timeline(self, result: dict) -> None:
+        if self.info is None or result["run_id"] != self.run_id:
+            return
+        pos = {int(i): k for k, i in enumerate(self.info["ids"])}
+        self.timeline = result
+        self.timeline_points = np.array([pos[int(i)] for i in result["ids"]], np.int64)
+        if self.timeline_active:
+            self._show_timeline()
+
+    def _on_timeline_error(self, message: str, details: str) -> None:
+        self.timeline_button.setChecked(False)
+        self.status.setText(f"No timeline: {message}")
+
+    def _show_timeline(self) -> None:
+        frames = self.timeline["frames"]
+        self.timeline_slider.blockSignals(True)
+        self.timeline_slider.setRange(0, (len(frames) - 1) * TIMELINE_SUBSTEPS)
+        self.timeline_slider.setPageStep(TIMELINE_SUBSTEPS)
+        self.timeline_slider.setValue(0)
+        self.timeline_slider.blockSignals(False)
+        # One fixed view for all frames, so the camera does not jump while the points move.
+        lo, hi = np.nanmin(frames.reshape(-1, 2), axis=0), np.nanmax(frames.reshape(-1, 2), axis=0)
+        self.plot.getPlotItem().vb.setRange(xRange=(float(lo[0]), float(hi[0])),
+                                            yRange=(float(lo[1]), float(hi[1])), padding=0.05)
+        self._draw_timeline(0)
+        n = len(self.timeline_points)
+        self.status.setText(f"Timeline of {n:,} items over {len(frames)} evaluations · PCA, each frame "
+                            "aligned to the previous one")
+
+    def _on_timeline_slider(self, value: int) -> None:
+        if self.timeline is not None and self.timeline_active:
+            self._draw_timeline(value)
+
+    def _draw_timeline(self, value: int) -> None:
+        """Draw slider position ``value``: between two frames the points are interpolated."""
+        frames, epochs = self.timeline["frames"], self.timeline["epochs"]
+        t = value / TIMELINE_SUBSTEPS
+        i = min(int(t), len(frames) - 2)
+        f = t - i
+        c = ((1 - f) * frames[i] + f * frames[i + 1]).astype(np.float32)
+        pts = self.timeline_points
+        coords = np.full((len(self.info["ids"]), 2), np.nan, np.float32)
+        coords[pts] = c
+        self.coords = coords
+        n = len(pts)
+        size = 7 if n < 2000 else 5 if n < 20000 else 3
+        self.scatter.setData(x=c[:, 0], y=c[:, 1], brush=[self._brushes[j] for j in pts], size=size,
+                             pen=None, data=pts)
+        k = int(round(t))
+        self.timeline_label.setText(f"epoch {epochs[k]} · frame {k + 1} of {len(frames)}")
+        self._update_highlight()
+
+    def _on_play(self, playing: bool) -> None:
+        icon = QStyle.StandardPixmap.SP_MediaPause if playing else QStyle.StandardPixmap.SP_MediaPlay
+        self.play_button.setIcon(self.style().standardIcon(icon))
+        if playing:
+            if self.timeline_slider.value() >= self.timeline_slider.maximum():
+                self.timeline_slider.setValue(0)
+            self._play_timer.start()
+        else:
+            self._play_timer.stop()
+
+    def _play_tick(self) -> None:
+        v = self.timeline_slider.value() + 1
+        if v > self.timeline_slider.maximum():
+            self.play_button.setChecked(False)
+        else:
+            self.timeline_slider.setValue(v)
 
     def _update_status(self) -> None:
         if self.info is None or self.coords is None:
@@ -348,6 +575,9 @@ class MapView(QWidget):
 
     def _on_kind_chosen(self, *_):
         kind = self.kind_combo.currentData()
+        if self.timeline_active:
+            self.kind = ""                  # the timeline closes onto the chosen map
+            self.set_timeline(False)
         if self.info is None or kind == self.kind:
             return
         if kind in self.info["projections"]:
@@ -359,7 +589,10 @@ class MapView(QWidget):
     def _on_colour_chosen(self, *_):
         if self.info is not None:
             self._apply_colours()
-            self.scatter.setBrush(self._brushes)
+            if self.timeline_active and self.timeline is not None:
+                self._draw_timeline(self.timeline_slider.value())
+            else:
+                self.scatter.setBrush(self._brushes)
             self._update_legend()
 
     def _apply_colours(self) -> None:
@@ -425,6 +658,8 @@ class MapView(QWidget):
             return
         idx = [self.selected_index] + list(self.neighbours)
         sizes = [14] + [10] * len(self.neighbours)
+        shown = [k for k, j in enumerate(idx) if np.isfinite(self.coords[j]).all()]
+        idx, sizes = [idx[k] for k in shown], [sizes[k] for k in shown]
         self.highlight.setData(x=self.coords[idx, 0], y=self.coords[idx, 1], size=sizes, brush=None)
 
     # ------------------------------------------------------------------ items
@@ -459,6 +694,7 @@ class MapView(QWidget):
         dx = (self.coords[:, 0] - p.x()) / px
         dy = (self.coords[:, 1] - p.y()) / py
         d2 = dx * dx + dy * dy
+        d2[~np.isfinite(d2)] = np.inf          # points not drawn (outside the timeline's sample)
         i = int(np.argmin(d2))
         return i if d2[i] <= HOVER_RADIUS_PX ** 2 else None
 

@@ -1,0 +1,357 @@
+"""The Compare view: every run of the project side by side.
+
+A runs × metrics table (kNN, linear probe, the raw-pixel and untrained-network
+baselines, and whatever else a run has logged: a metric that appears in any
+run becomes a column, so zero-shot or analogy scores show up without changes
+here), sortable by any column, filterable by text. Selecting runs shows the
+settings in which they differ — the question one asks when two runs of the
+same method score differently.
+"""
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
+                               QPushButton, QSplitter, QTableView, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget)
+
+#: Evaluation metrics in the order they are worth reading, with their column titles.
+KNOWN_METRICS = {
+    "knn": "kNN", "linear": "Linear\nprobe",
+    "raw_knn": "kNN\nraw pixels", "raw_linear": "Linear\nraw pixels",
+    "random_knn": "kNN\nuntrained", "random_linear": "Linear\nuntrained",
+}
+#: Per-step logs: they describe the last step, not the run, so they are left out.
+STEP_ONLY = ("lr", "images_per_s")
+STEP_ONLY_PREFIXES = ("collapse_",)
+RUN_COLUMNS = ("#", "Name", "Method", "Data set", "Status")
+SORT_ROLE = Qt.ItemDataRole.UserRole
+
+
+def metric_title(name: str) -> str:
+    if name in KNOWN_METRICS:
+        return KNOWN_METRICS[name]
+    if name == "loss":
+        return "Final loss"
+    if name.startswith("feature_"):
+        return "Features\n" + name[8:].replace("_", " ")
+    return name.replace("_", " ").replace("-", " ").capitalize()
+
+
+def is_fraction(name: str) -> bool:
+    """Accuracy-like metrics are shown in per cent."""
+    return (name in KNOWN_METRICS or "acc" in name or "zero" in name or "analog" in name
+            or name.endswith("_ratio") or name.endswith("_knn") or name.endswith("_linear"))
+
+
+def metric_columns(all_names) -> list[str]:
+    """The metric columns in reading order: evaluations, other scores, the loss, feature statistics."""
+    names = {n for n in all_names if n not in STEP_ONLY and not n.startswith(STEP_ONLY_PREFIXES)}
+    known = [n for n in KNOWN_METRICS if n in names]
+    features = sorted(n for n in names if n.startswith("feature_"))
+    loss = ["loss"] if "loss" in names else []
+    others = sorted(names - set(known) - set(features) - set(loss))
+    return known + others + loss + features
+
+
+def flatten_config(config: dict) -> dict[str, object]:
+    """A run's stored config as flat keys named as on the command line's overrides:
+    ``lr``, ``width``, ``views.flip_p`` (with ``method`` and nothing nested)."""
+    out: dict[str, object] = {"method": config.get("method")}
+    if "dataset" in config:          # the GUI adds the data set's name beside the stored config
+        out["data set"] = config["dataset"]
+    for section, prefix in (("train", ""), ("method_config", ""), ("views", "views.")):
+        for key, value in (config.get(section) or {}).items():
+            out[prefix + key] = value
+    return out
+
+
+def config_difference(configs: list[dict]) -> list[tuple[str, list[object]]]:
+    """(key, values per config) for every key whose value is not the same in all of them
+    (a key missing from a config counts as different; its value is shown as None)."""
+    flat = [flatten_config(c) for c in configs]
+    keys: list[str] = []
+    for f in flat:
+        keys.extend(k for k in f if k not in keys)
+    rows = []
+    for k in keys:
+        values = [f.get(k) for f in flat]
+        if any(v != values[0] for v in values[1:]):
+            rows.append((k, values))
+    return rows
+
+
+def _fmt_value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return "—" if v is None else str(v)
+
+
+class RunsModel(QAbstractTableModel):
+    """Rows: runs; columns: run facts then metrics. Sorting uses ``SORT_ROLE`` values."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.runs: list = []                 # RunRecord
+        self.dataset_names: dict[int, str] = {}
+        self.metrics: list[dict[str, float]] = []
+        self.metric_names: list[str] = []
+
+    def set_rows(self, runs, dataset_names, metrics) -> None:
+        self.beginResetModel()
+        self.runs, self.dataset_names, self.metrics = list(runs), dict(dataset_names), list(metrics)
+        seen: list[str] = []
+        for m in self.metrics:
+            seen.extend(k for k in m if k not in seen)
+        self.metric_names = metric_columns(seen)
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt naming
+        return 0 if parent.isValid() else len(self.runs)
+
+    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt naming
+        return 0 if parent.isValid() else len(RUN_COLUMNS) + len(self.metric_names)
+
+    def metric_of(self, column: int) -> str | None:
+        i = column - len(RUN_COLUMNS)
+        return self.metric_names[i] if 0 <= i < len(self.metric_names) else None
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if orientation != Qt.Orientation.Horizontal:
+            return None
+        name = self.metric_of(section)
+        if role == Qt.ItemDataRole.DisplayRole:
+            return RUN_COLUMNS[section] if name is None else metric_title(name)
+        if role == Qt.ItemDataRole.ToolTipRole and name is not None:
+            return f"{name} (the run's last logged value)"
+        return None
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        run, col = self.runs[index.row()], index.column()
+        name = self.metric_of(col)
+        if name is not None:
+            v = self.metrics[index.row()].get(name)
+            missing = v is None or (isinstance(v, float) and math.isnan(v))
+            if role == Qt.ItemDataRole.DisplayRole:
+                if missing:
+                    return "—"
+                return f"{v:.1%}" if is_fraction(name) and 0 <= v <= 1 else f"{v:.4g}"
+            if role == SORT_ROLE:
+                return -math.inf if missing else float(v)     # missing values sort below every number
+            if role == Qt.ItemDataRole.TextAlignmentRole:
+                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            return None
+        values = (run.id, run.name, run.method, self.dataset_names.get(run.dataset_id, "?"), run.status)
+        if role == Qt.ItemDataRole.DisplayRole:
+            return str(values[col])
+        if role == SORT_ROLE:
+            return values[col] if col == 0 else str(values[col]).lower()
+        if role == Qt.ItemDataRole.ToolTipRole and col == 4 and run.status == "failed" and run.error:
+            return run.error.split("\n\n")[0]
+        if role == Qt.ItemDataRole.TextAlignmentRole and col == 0:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+
+class CompareView(QWidget):
+    """Runs × metrics, sortable, with the settings that differ between the selected runs."""
+
+    map_requested = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.project = None
+        self._signature = None
+        self._build()
+        # Follow runs that finish in another process (the CLI, torchrun) while visible.
+        self._poll = QTimer(self)
+        self._poll.setInterval(3000)
+        self._poll.timeout.connect(self._poll_runs)
+
+    def _build(self) -> None:
+        root = QVBoxLayout(self)
+        root.setContentsMargins(6, 6, 6, 6)
+        bar = QHBoxLayout()
+        self.filter_edit = QLineEdit()
+        self.filter_edit.setPlaceholderText("Filter runs: method, name, data set, status…")
+        self.filter_edit.setClearButtonEnabled(True)
+        self.map_button = QPushButton("Show map")
+        self.map_button.setToolTip("Open the selected finished run in the Map view")
+        self.map_button.clicked.connect(self._map_selected)
+        self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.clicked.connect(self.refresh)
+        self.summary = QLabel("")
+        bar.addWidget(self.filter_edit, 2)
+        bar.addWidget(self.summary, 1)
+        bar.addWidget(self.map_button)
+        bar.addWidget(self.refresh_button)
+        root.addLayout(bar)
+
+        split = QSplitter(Qt.Orientation.Vertical)
+        self.model = RunsModel(self)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.proxy.setFilterKeyColumn(-1)           # match any column
+        self.filter_edit.textChanged.connect(self.proxy.setFilterFixedString)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(0, Qt.SortOrder.DescendingOrder)       # newest run first
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(False)
+        self.table.selectionModel().selectionChanged.connect(self._on_selection)
+        self.table.doubleClicked.connect(lambda _i: self._map_selected())
+        split.addWidget(self.table)
+
+        diff_box = QWidget()
+        dl = QVBoxLayout(diff_box)
+        dl.setContentsMargins(0, 4, 0, 0)
+        self.diff_title = QLabel()
+        self.diff_title.setWordWrap(True)
+        self.diff_table = QTableWidget(0, 0)
+        self.diff_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.diff_table.setAlternatingRowColors(True)
+        self.diff_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.diff_table.horizontalHeader().setStretchLastSection(True)
+        self.diff_table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
+        dl.addWidget(self.diff_title)
+        dl.addWidget(self.diff_table, 1)
+        split.addWidget(diff_box)
+        split.setSizes([380, 260])
+        root.addWidget(split, 1)
+        QShortcut(QKeySequence.StandardKey.Find, self, activated=self.filter_edit.setFocus)
+        self._on_selection()
+
+    # ------------------------------------------------------------------ data
+    def set_project(self, project) -> None:
+        self.project = project
+        self.refresh()
+
+    def showEvent(self, ev) -> None:  # noqa: N802 - Qt naming
+        super().showEvent(ev)
+        self._poll.start()
+        self.refresh()
+
+    def hideEvent(self, ev) -> None:  # noqa: N802 - Qt naming
+        self._poll.stop()
+        super().hideEvent(ev)
+
+    def _poll_runs(self) -> None:
+        if self.project is None:
+            return
+        try:
+            sig = tuple((r.id, r.status) for r in self.project.runs())
+        except Exception:  # noqa: BLE001 - the file went away: the next action says so
+            return
+        if sig != self._signature:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read runs and their latest metrics (keeps the selection)."""
+        selected = self.selected_run_ids()
+        if self.project is None:
+            self.model.set_rows([], {}, [])
+            self.summary.setText("No project open")
+            return
+        runs = self.project.runs()
+        self._signature = tuple((r.id, r.status) for r in runs)
+        names = {d.id: d.name for d in self.project.datasets()}
+        metrics = [self.project.latest_metrics(r.id) for r in runs]
+        self.model.set_rows(runs, names, metrics)
+        n_done = sum(r.status == "finished" for r in runs)
+        self.summary.setText(f"{len(runs)} runs, {n_done} finished · select two or more to compare "
+                             "their settings" if runs else "No runs yet: train one in the Train view")
+        if selected:
+            self.select_runs(selected)
+        else:
+            self._on_selection()
+
+    # ------------------------------------------------------------------ selection
+    def selected_run_ids(self) -> list[int]:
+        sm = self.table.selectionModel()
+        if sm is None:
+            return []
+        rows = sorted(self.proxy.mapToSource(i).row() for i in sm.selectedRows())
+        return [self.model.runs[r].id for r in rows if r < len(self.model.runs)]
+
+    def select_runs(self, run_ids) -> None:
+        from PySide6.QtCore import QItemSelection, QItemSelectionModel
+        want = set(run_ids)
+        sel = QItemSelection()
+        for r, run in enumerate(self.model.runs):
+            if run.id in want:
+                i = self.proxy.mapFromSource(self.model.index(r, 0))
+                if i.isValid():
+                    sel.select(i, i)
+        flags = (QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+        self.table.selectionModel().select(sel, flags)
+        self._on_selection()
+
+    def row_of(self, run_id: int) -> int:
+        """The table row (as sorted) showing run ``run_id``, or -1."""
+        for r, run in enumerate(self.model.runs):
+            if run.id == run_id:
+                return self.proxy.mapFromSource(self.model.index(r, 0)).row()
+        return -1
+
+    def cell_text(self, run_id: int, metric: str) -> str | None:
+        """What the table shows for ``run_id`` in ``metric``'s column (None: no such column)."""
+        if metric not in self.model.metric_names:
+            return None
+        col = len(RUN_COLUMNS) + self.model.metric_names.index(metric)
+        r = [run.id for run in self.model.runs].index(run_id)
+        return self.model.data(self.model.index(r, col))
+
+    def _on_selection(self, *_):
+        ids = self.selected_run_ids()
+        by_id = {r.id: r for r in self.model.runs}
+        runs = [by_id[i] for i in ids if i in by_id]
+        self.map_button.setEnabled(len(runs) == 1 and runs[0].status == "finished")
+        t = self.diff_table
+        t.clear()
+        if not runs:
+            self.diff_title.setText("Select runs in the table (Ctrl+click, Shift+click) to see how their "
+                                    "settings differ.")
+            t.setRowCount(0)
+            t.setColumnCount(0)
+            return
+        configs = [dict(r.config, dataset=self.model.dataset_names.get(r.dataset_id, "?")) for r in runs]
+        if len(runs) == 1:
+            rows = [(k, [v]) for k, v in flatten_config(configs[0]).items()]
+            self.diff_title.setText(f"<b>Settings of run #{runs[0].id}</b> (select more runs to see only "
+                                    "what differs)")
+        else:
+            rows = config_difference(configs)
+            self.diff_title.setText(f"<b>{len(rows)} setting{'s' if len(rows) != 1 else ''} differ</b> "
+                                    f"between runs {', '.join('#' + str(r.id) for r in runs)}"
+                                    if rows else "<b>These runs have the same settings</b>")
+        t.setRowCount(len(rows))
+        t.setColumnCount(len(runs))
+        t.setHorizontalHeaderLabels([f"#{r.id} {r.name or r.method}" for r in runs])
+        t.setVerticalHeaderLabels([k for k, _ in rows])
+        for i, (_, values) in enumerate(rows):
+            for j, v in enumerate(values):
+                it = QTableWidgetItem(_fmt_value(v))
+                t.setItem(i, j, it)
+
+    def difference_keys(self) -> list[str]:
+        """The setting names the difference table lists (for tests and scripting)."""
+        return [self.diff_table.verticalHeaderItem(i).text() for i in range(self.diff_table.rowCount())]
+
+    def _map_selected(self) -> None:
+        ids = self.selected_run_ids()
+        by_id = {r.id: r for r in self.model.runs}
+        if len(ids) == 1 and by_id[ids[0]].status == "finished":
+            self.map_requested.emit(ids[0])

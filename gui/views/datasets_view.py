@@ -1,0 +1,729 @@
+"""The Datasets view: look at a data set, import new ones, preview augmentations.
+
+* A thumbnail grid of every item with its label (or caption). It is a
+  ``QListView`` over :class:`ThumbnailModel`, which draws a thumbnail only
+  when the view asks for it (the visible items) and keeps the last few
+  thousand, so 60,000 items scroll as smoothly as 60.
+* Statistics of the data set: size, split, class counts, captions, skipped files.
+* Import of every kind in :data:`engine.data.DATASET_KINDS` (a form built from
+  the kind's ``ParamSpec`` list), on a worker thread with a progress bar,
+  Cancel, and a report of the files that could not be read.
+* Augmentation preview: the pairs of views a method trains on, made by the
+  very function the training loop calls (:func:`engine.augment.make_view_pair`
+  through :func:`engine.augment.preview`) with the method's default view
+  settings for this data set; "Re-roll" draws new images and new views.
+"""
+from __future__ import annotations
+
+import html
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QFontMetrics, QKeySequence, QPainter, QShortcut
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox,
+                               QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QListView,
+                               QMenu, QMessageBox, QProgressBar, QPushButton, QSizePolicy, QSpinBox,
+                               QSplitter, QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
+
+from ..images import thumbnail, to_qimage
+from ..widgets import ElidedLabel
+from ..workers import FunctionWorker
+
+THUMB = 64
+CACHE_ITEMS = 3000          # ~50 MB of 64×64 RGB pixmaps at most
+PREVIEW_N = 8
+
+
+# ---------------------------------------------------------------------------------- the grid
+
+
+class ThumbnailModel(QAbstractListModel):
+    """The items of an :class:`~engine.data.ImageData` (or a subset of them), one row each.
+
+    Thumbnails are made lazily from the uint8 array when a row is painted and
+    kept in a bounded LRU cache; nothing is precomputed, so setting a data set
+    of any size is instant.
+    """
+
+    ItemRole = Qt.ItemDataRole.UserRole     # the item's index in the data set
+
+    def __init__(self, parent=None, thumb: int = THUMB):
+        super().__init__(parent)
+        self.data_set = None
+        self.rows = np.zeros(0, np.int64)   # data set indices shown, in order
+        self.thumb = thumb
+        self._cache: OrderedDict[int, object] = OrderedDict()
+        self.thumbnails_made = 0            # for tests and the benchmark: work done so far
+
+    def set_data(self, data, rows: np.ndarray | None = None) -> None:
+        self.beginResetModel()
+        self.data_set = data
+        self.rows = (np.arange(data.n, dtype=np.int64) if data is not None and rows is None
+                     else np.asarray(rows if rows is not None else [], np.int64))
+        self._cache.clear()
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt naming
+        return 0 if parent.isValid() else len(self.rows)
+
+    def label_of(self, i: int) -> str:
+        d = self.data_set
+        if d.labels is not None:
+            lab = int(d.labels[i])
+            names = d.class_names or []
+            return names[lab] if lab < len(names) else str(lab)
+        if d.captions:
+            return d.captions[i]
+        return d.item_names[i].rsplit("/", 1)[-1]
+
+    def pixmap(self, i: int):
+        pm = self._cache.get(i)
+        if pm is None:
+            pm = thumbnail(self.data_set.images[i], self.thumb)
+            self.thumbnails_made += 1
+            self._cache[i] = pm
+            if len(self._cache) > CACHE_ITEMS:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(i)
+        return pm
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or self.data_set is None:
+            return None
+        i = int(self.rows[index.row()])
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self.pixmap(i)
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self.label_of(i)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            d = self.data_set
+            lines = []
+            if d.labels is not None:
+                lines.append(f"<b>{html.escape(self.label_of(i))}</b>")
+            for attr, (ids, names) in d.attributes.items():
+                v = int(ids[i])
+                lines.append(f"{html.escape(attr)}: {html.escape(names[v] if v < len(names) else str(v))}")
+            if d.captions:
+                lines.append(f"“{html.escape(d.captions[i])}”")
+            lines.append(f"<small>{html.escape(d.item_names[i])} · "
+                         f"{'test' if d.split[i] else 'train'} split · #{i}</small>")
+            return "<br>".join(lines)
+        if role == self.ItemRole:
+            return i
+        return None
+
+
+# ---------------------------------------------------------------------------------- image rows
+
+
+class ImageGrid(QWidget):
+    """Rows of same-size images with a title per row, drawn as large as the widget allows.
+
+    ``set_rows([("original", imgs), ("view 1", imgs), ...])`` with uint8 (n, H, W, C)
+    arrays; when there are more images than ``columns``, they wrap into bands.
+    Small images are enlarged with nearest-neighbour sampling so pixels stay crisp.
+    """
+
+    def __init__(self, parent=None, columns: int = 8):
+        super().__init__(parent)
+        self.columns = columns
+        self.rows: list[tuple[str, np.ndarray]] = []
+        self._images: list[list] = []
+        self.message = ""
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMinimumSize(200, 120)
+
+    def set_rows(self, rows: list[tuple[str, np.ndarray]]) -> None:
+        self.rows = [(t, np.asarray(a)) for t, a in rows]
+        self._images = [[to_qimage(img) for img in a] for _, a in self.rows]
+        self.message = ""
+        self.update()
+
+    def set_message(self, text: str) -> None:
+        self.message = text
+        self.update()
+
+    def n_images(self) -> int:
+        return max((len(a) for _, a in self.rows), default=0)
+
+    def paintEvent(self, ev) -> None:  # noqa: N802 - Qt naming
+        p = QPainter(self)
+        pal = self.palette()
+        p.setPen(pal.color(pal.ColorRole.WindowText))
+        if not self.rows or not self.n_images():
+            p.drawText(self.rect(), int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), self.message)
+            return
+        fm = QFontMetrics(self.font())
+        label_w = max(fm.horizontalAdvance(t) for t, _ in self.rows) + 10
+        n = self.n_images()
+        cols = min(self.columns, n)
+        bands = -(-n // cols)
+        h0, w0 = self.rows[0][1].shape[1:3]
+        gap, band_gap = 3, 10
+        lines = len(self.rows) * bands
+        cell_w = (self.width() - label_w - gap * cols) / cols
+        cell_h = (self.height() - fm.height() - band_gap * (bands - 1) - gap * lines) / lines
+        scale = max(1.0, min(cell_w / w0, cell_h / h0))
+        if scale >= 4:
+            scale = float(int(scale))      # tiny images: whole factors, every source pixel an even block
+        w, h = int(w0 * scale), int(h0 * scale)
+        y = fm.height() // 2
+        for b in range(bands):
+            for r, (title, _) in enumerate(self.rows):
+                p.drawText(QRect(0, y, label_w - 6, h), int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter),
+                           title)
+                for c in range(cols):
+                    k = b * cols + c
+                    if k < len(self._images[r]):
+                        p.drawImage(QRect(label_w + c * (w + gap), y, w, h), self._images[r][k])
+                y += h + gap
+            y += band_gap
+        if self.message:
+            p.drawText(QRect(0, y, self.width(), fm.height() * 3), int(Qt.TextFlag.TextWordWrap), self.message)
+
+
+# ---------------------------------------------------------------------------------- import form
+
+
+class ImportDialog(QDialog):
+    """A form for one data set kind, built from its ``ParamSpec`` list."""
+
+    def __init__(self, kind, existing_names=(), parent=None):
+        super().__init__(parent)
+        self.kind = kind
+        self.setWindowTitle(f"Import: {kind.title}")
+        self._existing = set(existing_names)
+        lay = QVBoxLayout(self)
+        about = QLabel(kind.description)
+        about.setWordWrap(True)
+        lay.addWidget(about)
+        form = QFormLayout()
+        self.name_edit = QLineEdit()
+        self.name_edit.setPlaceholderText("the data set's own name")
+        form.addRow("Name", self.name_edit)
+        self.editors: dict[str, QWidget] = {}
+        for spec in kind.params:
+            editor, row = self._editor(spec)
+            editor.setToolTip(spec.help)
+            self.editors[spec.name] = editor
+            label = spec.name.replace("_", " ") + (" *" if spec.required else "")
+            form.addRow(label, row)
+        lay.addLayout(form)
+        self.problem = QLabel()
+        self.problem.setWordWrap(True)
+        lay.addWidget(self.problem)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Import")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        lay.addWidget(self.buttons)
+        self.name_edit.textChanged.connect(self._check)
+        self._check()
+        self.resize(520, self.sizeHint().height())
+
+    def _editor(self, spec) -> tuple[QWidget, QWidget]:
+        if spec.choices:
+            w = QComboBox()
+            for c in spec.choices:
+                w.addItem(str(c), c)
+            w.setCurrentIndex(max(0, w.findData(spec.default)))
+            w.currentIndexChanged.connect(self._check)
+            return w, w
+        if spec.type is bool:
+            w = QCheckBox()
+            w.setChecked(bool(spec.default))
+            return w, w
+        if spec.type in (int, float) and spec.default is not None:
+            w = QSpinBox() if spec.type is int else QDoubleSpinBox()
+            w.setRange(int(spec.min) if spec.min is not None else -2**31,
+                       int(spec.max) if spec.max is not None else 2**31 - 1)
+            w.setValue(spec.default)
+            return w, w
+        # Paths, optional numbers and free text: a line edit ("" = absent).
+        w = QLineEdit("" if spec.default is None else str(spec.default))
+        w.textChanged.connect(self._check)
+        if spec.type in (int, float):
+            w.setPlaceholderText("optional")
+            return w, w
+        if spec.type is not Path:
+            return w, w
+        row = QWidget()
+        h = QHBoxLayout(row)
+        h.setContentsMargins(0, 0, 0, 0)
+        h.addWidget(w, 1)
+        folder = spec.name in ("path", "root")
+        if folder:
+            b = QPushButton("Folder…")
+            b.clicked.connect(lambda: self._choose(w, folder=True))
+            h.addWidget(b)
+        if spec.name != "root":
+            b = QPushButton("File…")
+            b.clicked.connect(lambda: self._choose(w, folder=False))
+            h.addWidget(b)
+        return w, row
+
+    def _choose(self, edit: QLineEdit, folder: bool) -> None:
+        start = edit.text() or str(Path.home())
+        if folder:
+            path = QFileDialog.getExistingDirectory(self, "Choose a folder", start)
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, "Choose a file", start)
+        if path:
+            edit.setText(path)
+
+    def values(self) -> dict:
+        """The parameters as typed (strings for line edits; the engine converts and checks them)."""
+        out = {}
+        for spec in self.kind.params:
+            w = self.editors[spec.name]
+            if isinstance(w, QComboBox):
+                out[spec.name] = w.currentData()
+            elif isinstance(w, QCheckBox):
+                out[spec.name] = w.isChecked()
+            elif isinstance(w, (QSpinBox, QDoubleSpinBox)):
+                out[spec.name] = w.value()
+            else:
+                text = w.text().strip()
+                if text:
+                    out[spec.name] = text
+        return out
+
+    def set_values(self, values: dict) -> None:
+        for k, v in values.items():
+            w = self.editors[k]
+            if isinstance(w, QComboBox):
+                w.setCurrentIndex(w.findData(v))
+            elif isinstance(w, QCheckBox):
+                w.setChecked(bool(v))
+            elif isinstance(w, (QSpinBox, QDoubleSpinBox)):
+                w.setValue(v)
+            else:
+                w.setText(str(v))
+
+    def dataset_name(self) -> str | None:
+        return self.name_edit.text().strip() or None
+
+    def _check(self, *_):
+        missing = [s.name for s in self.kind.params if s.required and not self.values().get(s.name)]
+        name = self.dataset_name()
+        problem = ""
+        if missing:
+            problem = f"Fill in: {', '.join(missing)}"
+        elif name and name in self._existing:
+            problem = f"The project already has a data set called {name!r}"
+        self.problem.setText(problem)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(not problem)
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def describe_views(cfg) -> str:
+    """The view settings in a line: only what is switched on."""
+    parts = [f"crop {cfg.crop_scale_min:.0%}–{cfg.crop_scale_max:.0%} of the area"]
+    if cfg.flip_p:
+        parts.append(f"flip p={cfg.flip_p:g}")
+    if cfg.jitter_p:
+        parts.append(f"colour jitter p={cfg.jitter_p:g} (brightness {cfg.brightness:g}, contrast "
+                     f"{cfg.contrast:g}, saturation {cfg.saturation:g}, hue {cfg.hue:g})")
+    for name, what in (("grayscale_p", "grayscale"), ("blur_p", "blur"), ("solarize_p", "solarize"),
+                       ("noise_p", "noise")):
+        if getattr(cfg, name):
+            parts.append(f"{what} p={getattr(cfg, name):g}")
+    return "; ".join(parts)
+
+
+def make_preview(data, method: str, seed: int, n: int = PREVIEW_N):
+    """(originals, view 1, view 2, view config): what ``method`` trains on, for ``n`` images."""
+    from engine.augment import preview
+    from engine.train import default_run_config
+    views = default_run_config(method, data).views
+    originals, v1, v2 = preview(data.images, views, n=n, seed=seed)
+    return originals, v1, v2, views
+
+
+# ---------------------------------------------------------------------------------- the view
+
+
+class DatasetsView(QWidget):
+    """Browse, import and preview data sets."""
+
+    #: a data set was imported (the Train and Project views re-read the list)
+    datasets_changed = Signal()
+    #: the shown data set finished loading: its id
+    dataset_loaded = Signal(int)
+    #: (message, timeout ms) for the status bar
+    message = Signal(str, int)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.project = None
+        self.dataset_id: int | None = None
+        self.data = None
+        self.preview_seed = 0
+        self.preview_arrays = None
+        self.last_report: QMessageBox | None = None
+        self.last_error: QMessageBox | None = None
+        self._load_worker: FunctionWorker | None = None
+        self._import_worker: FunctionWorker | None = None
+        self._build()
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        root = QVBoxLayout(self)
+        root.setContentsMargins(6, 6, 6, 6)
+        bar = QHBoxLayout()
+        self.dataset_combo = QComboBox()
+        self.dataset_combo.setMinimumContentsLength(18)
+        self.dataset_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.dataset_combo.currentIndexChanged.connect(self._on_dataset_chosen)
+        self.show_combo = QComboBox()
+        self.show_combo.setToolTip("Show every item, one class, or one split")
+        self.show_combo.setMinimumContentsLength(12)
+        self.show_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.show_combo.currentIndexChanged.connect(self._apply_filter)
+        self.count_label = ElidedLabel("")
+        self.import_button = QPushButton("Import…")
+        self.import_button.setToolTip("Add a data set to the project (Ctrl+I)")
+        self.import_menu = QMenu(self.import_button)
+        self.import_button.setMenu(self.import_menu)
+        self.import_progress = QProgressBar()
+        self.import_progress.setMaximumWidth(220)
+        self.import_progress.setVisible(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the import (nothing is added)")
+        self.cancel_button.setVisible(False)
+        self.cancel_button.clicked.connect(self.cancel_import)
+        bar.addWidget(QLabel("Data set"))
+        bar.addWidget(self.dataset_combo, 1)
+        bar.addWidget(QLabel("Show"))
+        bar.addWidget(self.show_combo)
+        bar.addWidget(self.count_label, 1)
+        bar.addWidget(self.import_progress)
+        bar.addWidget(self.cancel_button)
+        bar.addWidget(self.import_button)
+        root.addLayout(bar)
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        self.model = ThumbnailModel(self)
+        self.grid = QListView()
+        self.grid.setViewMode(QListView.ViewMode.IconMode)
+        self.grid.setMovement(QListView.Movement.Static)
+        self.grid.setResizeMode(QListView.ResizeMode.Adjust)
+        self.grid.setUniformItemSizes(True)          # no per-item size queries: 60,000 items lay out at once
+        self.grid.setLayoutMode(QListView.LayoutMode.Batched)
+        self.grid.setBatchSize(2000)
+        self.grid.setIconSize(QSize(THUMB, THUMB))
+        self.grid.setGridSize(QSize(THUMB + 22, THUMB + 24))
+        self.grid.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.grid.setWordWrap(False)
+        self.grid.setSelectionMode(QListView.SelectionMode.SingleSelection)
+        self.grid.setModel(self.model)
+        self.grid.selectionModel().currentChanged.connect(self._on_item_chosen)
+        split.addWidget(self.grid)
+
+        self.tabs = QTabWidget()
+        self.stats = QTextBrowser()
+        self.stats.setOpenLinks(False)
+        self.tabs.addTab(self.stats, "Statistics")
+
+        prev = QWidget()
+        pv = QVBoxLayout(prev)
+        pv.setContentsMargins(4, 4, 4, 4)
+        row = QHBoxLayout()
+        self.method_combo = QComboBox()
+        self.method_combo.setToolTip("The views this method trains on, with its default settings for "
+                                     "this data set")
+        self.method_combo.currentIndexChanged.connect(lambda *_: self.update_preview())
+        self.reroll_button = QPushButton("Re-roll")
+        self.reroll_button.setToolTip("New images and new random views (Ctrl+R)")
+        self.reroll_button.clicked.connect(self.reroll)
+        row.addWidget(QLabel("Method"))
+        row.addWidget(self.method_combo, 1)
+        row.addWidget(self.reroll_button)
+        pv.addLayout(row)
+        self.preview_grid = ImageGrid(columns=4)
+        pv.addWidget(self.preview_grid, 1)
+        self.views_label = QLabel()
+        self.views_label.setWordWrap(True)
+        self.views_label.setStyleSheet("color: gray;")
+        pv.addWidget(self.views_label)
+        self.tabs.addTab(prev, "Augmentation preview")
+        split.addWidget(self.tabs)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 0)
+        split.setSizes([760, 440])
+        root.addWidget(split, 1)
+
+        QShortcut(QKeySequence("Ctrl+R"), self, activated=self.reroll,
+                  context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self._fill_import_menu()
+        self.preview_grid.set_message("Pick a data set to see the views a method trains on.")
+
+    def _fill_import_menu(self) -> None:
+        from engine.data import DATASET_KINDS
+        self.import_menu.clear()
+        for kind in DATASET_KINDS.values():
+            a = self.import_menu.addAction(kind.title, lambda k=kind.name: self.open_import_dialog(k))
+            a.setToolTip(kind.description)
+        self.import_menu.setToolTipsVisible(True)
+
+    # ------------------------------------------------------------------ project
+    def set_project(self, project) -> None:
+        self.project = project
+        self.dataset_id = None
+        self.data = None
+        self.model.set_data(None)
+        self.method_combo.blockSignals(True)
+        self.method_combo.clear()
+        from engine.methods import METHODS
+        for name, cls in METHODS.items():
+            # Image methods that train on pairs of views (text methods have no views to show).
+            if cls.uses_views and getattr(cls, "modality", "images") == "images" and cls.card.family != "text":
+                self.method_combo.addItem(cls.card.title, name)
+        self.method_combo.setCurrentIndex(max(0, self.method_combo.findData("simclr")))
+        self.method_combo.blockSignals(False)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-list the project's data sets (keeps the current one)."""
+        current = self.dataset_combo.currentData()
+        self.dataset_combo.blockSignals(True)
+        self.dataset_combo.clear()
+        if self.project is not None:
+            for d in self.project.datasets():
+                self.dataset_combo.addItem(f"{d.name}  ({d.n_items:,} items)", d.id)
+        i = self.dataset_combo.findData(current) if current is not None else -1
+        self.dataset_combo.setCurrentIndex(i if i >= 0 else (0 if self.dataset_combo.count() else -1))
+        self.dataset_combo.setPlaceholderText("no data sets: Import… one")
+        self.dataset_combo.blockSignals(False)
+        self.import_button.setEnabled(self.project is not None and not self.importing)
+        if self.isVisible() and self.dataset_combo.currentData() != self.dataset_id:
+            self._on_dataset_chosen()
+        if self.project is None or not self.dataset_combo.count():
+            self.stats.setHtml("<p>No data set yet. <b>Import…</b> adds one: the built-in digits and shapes, "
+                               "a folder or .zip of your images, IDX files or a torchvision set.</p>")
+
+    def showEvent(self, ev) -> None:  # noqa: N802 - Qt naming
+        super().showEvent(ev)
+        if self.dataset_combo.currentData() is not None and self.dataset_combo.currentData() != self.dataset_id:
+            self._on_dataset_chosen()
+
+    def _on_dataset_chosen(self, *_):
+        ds = self.dataset_combo.currentData()
+        if ds is not None:
+            self.show_dataset(int(ds))
+
+    def show_dataset(self, dataset_id: int) -> None:
+        """Load and show a data set (on a worker thread; ``dataset_loaded`` says when)."""
+        if self.project is None:
+            return
+        i = self.dataset_combo.findData(dataset_id)
+        if i >= 0 and i != self.dataset_combo.currentIndex():
+            self.dataset_combo.blockSignals(True)
+            self.dataset_combo.setCurrentIndex(i)
+            self.dataset_combo.blockSignals(False)
+        if dataset_id == self.dataset_id and (self.data is not None or self._loading()):
+            return
+        self.dataset_id = dataset_id
+        self.data = None
+        self.count_label.setText("Loading…")
+        from engine.workbench import load_dataset
+        worker = FunctionWorker(load_dataset, self.project, dataset_id, thread_name="pretext-dataset-load")
+        worker.result.connect(lambda data, d=dataset_id: self._on_loaded(d, data))
+        worker.errored.connect(lambda m, det: self._show_error("Cannot load the data set", m, det))
+        self._load_worker = worker
+        worker.start()
+
+    def _loading(self) -> bool:
+        return self._load_worker is not None and self._load_worker.is_running()
+
+    def _on_loaded(self, dataset_id: int, data) -> None:
+        if dataset_id != self.dataset_id:
+            return            # another data set was picked meanwhile
+        self.data = data
+        self.model.set_data(data)
+        self.show_combo.blockSignals(True)
+        self.show_combo.clear()
+        self.show_combo.addItem("all items", ("all", None))
+        self.show_combo.addItem("train split", ("split", 0))
+        self.show_combo.addItem("test split", ("split", 1))
+        if data.labels is not None:
+            counts = np.bincount(data.labels, minlength=len(data.class_names or []))
+            for k, c in enumerate(counts):
+                names = data.class_names or []
+                self.show_combo.addItem(f"{names[k] if k < len(names) else k} ({c:,})", ("class", k))
+        self.show_combo.blockSignals(False)
+        self._update_count()
+        self._show_stats()
+        self.update_preview()
+        self.dataset_loaded.emit(dataset_id)
+
+    def _apply_filter(self, *_):
+        if self.data is None:
+            return
+        what, value = self.show_combo.currentData() or ("all", None)
+        if what == "split":
+            rows = np.flatnonzero(self.data.split == value)
+        elif what == "class":
+            rows = np.flatnonzero(self.data.labels == value)
+        else:
+            rows = None
+        self.model.set_data(self.data, rows)
+        self._update_count()
+
+    def _update_count(self) -> None:
+        d = self.data
+        if d is None:
+            return
+        shown = self.model.rowCount()
+        what = f"{shown:,} of {d.n:,} items" if shown != d.n else f"{d.n:,} items"
+        self.count_label.setText(f"{what} · {d.height}×{d.width} "
+                                 f"{'RGB' if d.channels == 3 else 'grayscale'}")
+
+    def _on_item_chosen(self, current, _previous) -> None:
+        if current.isValid() and self.data is not None:
+            i = self.model.data(current, ThumbnailModel.ItemRole)
+            self.message.emit(f"#{i}: {self.model.label_of(i)} — {self.data.item_names[i]}", 6000)
+
+    def _show_stats(self) -> None:
+        d = self.data
+        rec = self.project.dataset(self.dataset_id)
+        s = d.stats()
+        stored = rec.stats if isinstance(rec.stats, dict) else {}
+        e = html.escape
+        rows = [("Kind", rec.kind), ("Items", f"{d.n:,}"),
+                ("Image size", f"{d.height}×{d.width}, {'RGB' if d.channels == 3 else 'grayscale'}"),
+                ("Split", f"{s['split']['train']:,} train / {s['split']['test']:,} test")]
+        if rec.params:
+            rows.append(("Imported with", ", ".join(f"{k}={v}" for k, v in rec.params.items())))
+        mean = d.images.reshape(-1, d.channels).mean(axis=0) if d.n <= 20000 else \
+            d.images[:: max(1, d.n // 20000)].reshape(-1, d.channels).mean(axis=0)
+        rows.append(("Mean pixel", " / ".join(f"{m:.0f}" for m in mean)))
+        if d.captions is not None:
+            rows.append(("Captions", f"{s['n_captions']:,}"))
+        parts = ["<table cellspacing=2>"] + [f"<tr><td><b>{e(k)}</b>&nbsp;</td><td>{e(str(v))}</td></tr>"
+                                             for k, v in rows] + ["</table>"]
+        if s["class_counts"]:
+            counts = s["class_counts"]
+            top = max(counts.values()) or 1
+            parts.append(f"<p><b>{len(counts)} classes</b></p><table cellspacing=1>")
+            for name, c in list(counts.items())[:50]:
+                bar = "█" * max(1, round(20 * c / top))
+                parts.append(f"<tr><td>{e(name)}&nbsp;</td><td align=right>{c:,}&nbsp;</td>"
+                             f"<td><span style='color:#4e79a7'>{bar}</span></td></tr>")
+            parts.append("</table>")
+            if len(counts) > 50:
+                parts.append(f"<p>… and {len(counts) - 50} more classes</p>")
+        for attr, counts in s["attributes"].items():
+            parts.append(f"<p><b>{e(attr)}</b>: " + ", ".join(f"{e(k)} {v:,}" for k, v in counts.items()) + "</p>")
+        skipped = stored.get("skipped_files") or []
+        if skipped:
+            parts.append(f"<p><b>{len(skipped)} files were skipped</b> at import:</p><ul>"
+                         + "".join(f"<li>{e(f)}</li>" for f in skipped[:30]) + "</ul>")
+            if len(skipped) > 30:
+                parts.append(f"<p>… and {len(skipped) - 30} more</p>")
+        self.stats.setHtml("".join(parts))
+
+    # ------------------------------------------------------------------ augmentation preview
+    def reroll(self) -> None:
+        self.preview_seed += 1
+        self.update_preview()
+
+    def update_preview(self) -> None:
+        """Draw the pairs of views for the chosen method (fast: a few images, on this thread)."""
+        method = self.method_combo.currentData()
+        if self.data is None or method is None:
+            return
+        try:
+            originals, v1, v2, views = make_preview(self.data, method, self.preview_seed)
+        except Exception as exc:  # noqa: BLE001 - shown, never raised into Qt
+            from ..workers import readable_error
+            self.preview_grid.set_message(f"Cannot make views: {readable_error(exc)}")
+            return
+        self.preview_arrays = (originals, v1, v2)
+        self.preview_grid.set_rows([("image", originals), ("view 1", v1), ("view 2", v2)])
+        self.views_label.setText(f"Draw {self.preview_seed + 1}. {describe_views(views)}. "
+                                 "The same function makes the views during training.")
+
+    # ------------------------------------------------------------------ import
+    @property
+    def importing(self) -> bool:
+        return self._import_worker is not None and self._import_worker.is_running()
+
+    def open_import_dialog(self, kind: str) -> ImportDialog | None:
+        """Ask for the parameters of a ``kind`` import, then start it (returns the dialog)."""
+        from engine.data import DATASET_KINDS
+        if self.project is None:
+            return None
+        dlg = ImportDialog(DATASET_KINDS[kind], [d.name for d in self.project.datasets()], self)
+        dlg.accepted.connect(lambda: self.import_dataset(kind, dlg.dataset_name(), **dlg.values()))
+        dlg.open()
+        self._dialog = dlg
+        return dlg
+
+    def import_dataset(self, kind: str, name: str | None = None, **params) -> bool:
+        """Import on a worker thread with progress and Cancel; the new data set is then shown."""
+        if self.project is None or self.importing:
+            return False
+        from engine.workbench import import_dataset
+        have = {d.name for d in self.project.datasets()}
+        if name is None and kind in ("digits", "shapes"):
+            name, i = kind, 2
+            while name in have:
+                name, i = f"{kind}-{i}", i + 1
+        worker = FunctionWorker(import_dataset, self.project, kind, name, thread_name="pretext-import", **params)
+        worker.progress.connect(self._on_import_progress)
+        worker.result.connect(self._on_imported)
+        worker.errored.connect(lambda m, det: self._show_error("Import failed", m, det))
+        worker.cancelled.connect(lambda: self.message.emit("Import cancelled: nothing was added", 5000))
+        worker.finished.connect(self._on_import_finished)
+        self._import_worker = worker
+        self.import_progress.setRange(0, 0)
+        self.import_progress.setFormat("importing… %p%")
+        self.import_progress.setVisible(True)
+        self.cancel_button.setVisible(True)
+        self.import_button.setEnabled(False)
+        worker.start()
+        return True
+
+    def cancel_import(self) -> None:
+        if self._import_worker is not None:
+            self._import_worker.cancel()
+
+    def _on_import_progress(self, fraction: float, message: str) -> None:
+        if fraction >= 0:
+            self.import_progress.setRange(0, 1000)
+            self.import_progress.setValue(int(fraction * 1000))
+        self.import_progress.setToolTip(message)
+
+    def _on_imported(self, result) -> None:
+        dataset_id, data = result
+        self.refresh()
+        self.datasets_changed.emit()
+        self.message.emit(f"Imported {data.name}: {data.n:,} items", 5000)
+        self.dataset_id = None
+        self.dataset_combo.setCurrentIndex(self.dataset_combo.findData(dataset_id))
+        self.dataset_id = dataset_id
+        self._on_loaded(dataset_id, data)
+        if data.skipped:
+            box = QMessageBox(QMessageBox.Icon.Information, "Some files were skipped",
+                              f"Imported {data.n:,} images; {len(data.skipped):,} "
+                              f"{'file' if len(data.skipped) == 1 else 'files'} could not be read "
+                              "and were skipped.", QMessageBox.StandardButton.Ok, self)
+            box.setDetailedText("\n".join(f"{f}: {why}" for f, why in data.skipped))
+            box.open()
+            self.last_report = box
+
+    def _on_import_finished(self) -> None:
+        self.import_progress.setVisible(False)
+        self.cancel_button.setVisible(False)
+        self.import_button.setEnabled(self.project is not None)
+
+    def _show_error(self, title: str, message: str, details: str) -> None:
+        from ..widgets import error_dialog
+        self.count_label.setText(message)
+        self.last_error = error_dialog(self, title, message, details)

@@ -1,0 +1,405 @@
+"""The Reconstructions view: what a reconstructing method makes of its input.
+
+For the autoencoder, the denoising autoencoder, the masked autoencoder and
+channel prediction: rows of original images, what the network was shown
+(noisy, masked, a channel removed) and what it drew back (plus, for MAE, the
+visible patches pasted over the prediction). The pictures come from the
+method's own ``reconstruct`` (MAE: ``reconstruct_images`` at any mask ratio),
+computed on a worker thread from the chosen checkpoint. Moving the mask-ratio
+or noise slider recomputes them live: requests are debounced and only the
+latest one is computed once the worker is free. A second tab shows the
+pictures the training loop stored at every checkpoint.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from PySide6.QtCore import QRect, Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QPainter, QPixmap, QShortcut
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPushButton, QSlider, QTabWidget,
+                               QVBoxLayout, QWidget)
+
+from ..widgets import ElidedLabel, error_dialog
+from ..workers import FunctionWorker
+from .datasets_view import ImageGrid
+
+N_IMAGES = 16
+DEBOUNCE_MS = 120
+
+#: What each picture row is called, per method: "input" depends on the corruption.
+ROW_TITLES = {"original": "original", "reconstruction": "reconstruction", "pasted": "visible + predicted"}
+INPUT_TITLES = {"mae": "masked input", "denoising-autoencoder": "corrupted input",
+                "channel-prediction": "channel removed", "autoencoder": "input"}
+
+
+def reconstructs(method_name: str) -> bool:
+    """Whether a method draws reconstructions (it overrides ``Method.reconstruct``)."""
+    from engine.methods import METHODS, Method
+    cls = METHODS.get(method_name)
+    return cls is not None and cls.reconstruct is not Method.reconstruct
+
+
+def setting_of(method_name: str, config: dict) -> tuple[str, float] | None:
+    """The live slider of a method and its trained value: ("mask ratio", 0.75), ("noise level", 0.5)."""
+    mc = config.get("method_config") or {}
+    if method_name == "mae":
+        return "Mask ratio", float(mc.get("mask_ratio", 0.75))
+    if method_name == "denoising-autoencoder":
+        what = "Masked fraction" if mc.get("noise") == "masking" else "Noise level"
+        return what, float(mc.get("level", 0.5))
+    return None
+
+
+class ModelCache:
+    """The method rebuilt from one checkpoint, reused while that checkpoint is shown.
+
+    Only ever touched by the (single) reconstruction worker at a time."""
+
+    def __init__(self):
+        self.key = None
+        self.method = None
+        self.device = None
+        self.data = None
+        self.base_cfg = None
+
+
+def compute_reconstructions(project, cache: ModelCache, run_id: int, checkpoint_id: int,
+                            setting: float | None, seed: int, n: int = N_IMAGES) -> dict:
+    """Reconstruct ``n`` test images with run ``run_id`` at ``checkpoint_id`` (on a worker thread).
+
+    ``setting`` is MAE's mask ratio or the denoising autoencoder's noise level (None: as trained).
+    Returns {"key": (run, checkpoint, setting, seed), "rows": [(name, uint8 (n, H, W, C))...]}.
+    """
+    import torch
+
+    from engine.methods import DataInfo, get_method
+    from engine.train import RunConfig, pick_device
+    from engine.workbench import load_dataset
+    run = project.run(run_id)
+    if cache.key != (run_id, checkpoint_id):
+        cfg = RunConfig.from_dict(run.config)
+        data = load_dataset(project, run.dataset_id)
+        info = DataInfo(data.name, data.channels, data.height, data.width, int((data.split == 0).sum()))
+        device = pick_device("auto")
+        method = get_method(cfg.method)(cfg.method_config, info)
+        method.load_state_dict(project.load_checkpoint(checkpoint_id)["model"])
+        method.to(device).eval()
+        cache.key, cache.method, cache.device, cache.data = (run_id, checkpoint_id), method, device, data
+        cache.base_cfg = cfg.method_config
+    method, data, device = cache.method, cache.data, cache.device
+    # The same test images for every setting and seed, so a slider move changes only the corruption.
+    pool = np.flatnonzero(data.split == 1)
+    if len(pool) < n:
+        pool = np.arange(data.n)
+    pick = np.sort(np.random.default_rng(0).choice(pool, size=min(n, len(pool)), replace=False))
+    images = np.ascontiguousarray(data.images[pick])
+    if run.method == "mae":
+        from engine.methods.mae import reconstruct_images
+        ratio = cache.base_cfg.mask_ratio if setting is None else float(setting)
+        out = reconstruct_images(method, images, min(ratio, 0.95), seed=seed)
+        out.pop("mask", None)
+    else:
+        if run.method == "denoising-autoencoder" and setting is not None:
+            method.cfg = replace(cache.base_cfg, level=float(setting))
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
+        g = torch.Generator(device=device).manual_seed(int(seed))
+        with torch.no_grad():
+            out = method.reconstruct(x, g)
+        method.cfg = cache.base_cfg
+    rows = [(k, np.asarray(v)) for k, v in out.items()]
+    return {"key": (run_id, checkpoint_id, setting, seed), "rows": rows, "items": pick}
+
+
+class PixmapView(QWidget):
+    """A picture scaled to fit, keeping its aspect (nearest-neighbour: pixels stay sharp)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.pixmap = QPixmap()
+        self.message = ""
+
+    def set_pixmap(self, pm: QPixmap, message: str = "") -> None:
+        self.pixmap, self.message = pm, message
+        self.update()
+
+    def paintEvent(self, ev) -> None:  # noqa: N802 - Qt naming
+        p = QPainter(self)
+        if self.pixmap.isNull():
+            p.setPen(self.palette().color(self.palette().ColorRole.WindowText))
+            p.drawText(self.rect(), int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), self.message)
+            return
+        pw, ph = self.pixmap.width(), self.pixmap.height()
+        s = min(self.width() / pw, self.height() / ph)
+        if s >= 1:
+            s = float(int(s))
+        w, h = int(pw * s), int(ph * s)
+        p.drawPixmap(QRect((self.width() - w) // 2, (self.height() - h) // 2, w, h), self.pixmap)
+
+
+class ReconstructionsView(QWidget):
+    """Original / input / reconstruction rows for the runs of reconstructing methods."""
+
+    #: new pictures are on screen: the request key (run, checkpoint, setting, seed)
+    pictures_ready = Signal(object)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.project = None
+        self.run_id: int | None = None
+        self.seed = 0
+        self.result: dict | None = None
+        self.last_error_box = None
+        self._cache = ModelCache()
+        self._worker: FunctionWorker | None = None
+        self._pending = False
+        self._error_shown_for = None
+        self._artifacts: list = []
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(DEBOUNCE_MS)
+        self._debounce.timeout.connect(self.recompute)
+        self._build()
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        root = QVBoxLayout(self)
+        root.setContentsMargins(6, 6, 6, 6)
+        bar = QHBoxLayout()
+        self.run_combo = QComboBox()
+        self.run_combo.setMinimumContentsLength(20)
+        self.run_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.run_combo.currentIndexChanged.connect(self._on_run_chosen)
+        self.checkpoint_combo = QComboBox()
+        self.checkpoint_combo.setToolTip("The saved weights to draw with (a run keeps its last checkpoints)")
+        self.checkpoint_combo.currentIndexChanged.connect(lambda *_: self.schedule())
+        self.slider_label = QLabel("Mask ratio")
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, 95)
+        self.slider.setMinimumWidth(160)
+        self.slider.valueChanged.connect(self._on_slider)
+        self.value_label = QLabel("")
+        self.value_label.setMinimumWidth(90)
+        self.sample_button = QPushButton("New masks")
+        self.sample_button.setToolTip("Draw new random masks / noise for the same images (Ctrl+R)")
+        self.sample_button.clicked.connect(self.reroll)
+        bar.addWidget(QLabel("Run"))
+        bar.addWidget(self.run_combo, 2)
+        bar.addWidget(QLabel("Checkpoint"))
+        bar.addWidget(self.checkpoint_combo)
+        bar.addWidget(self.slider_label)
+        bar.addWidget(self.slider, 1)
+        bar.addWidget(self.value_label)
+        bar.addWidget(self.sample_button)
+        root.addLayout(bar)
+        self.status = ElidedLabel("")
+        root.addWidget(self.status)
+
+        self.tabs = QTabWidget()
+        self.grid = ImageGrid(columns=8)
+        self.tabs.addTab(self.grid, "Live")
+        saved = QWidget()
+        sv = QVBoxLayout(saved)
+        row = QHBoxLayout()
+        self.saved_slider = QSlider(Qt.Orientation.Horizontal)
+        self.saved_slider.valueChanged.connect(self._show_artifact)
+        self.saved_label = QLabel("")
+        row.addWidget(QLabel("Saved at"))
+        row.addWidget(self.saved_slider, 1)
+        row.addWidget(self.saved_label)
+        sv.addLayout(row)
+        self.saved_view = PixmapView()
+        sv.addWidget(self.saved_view, 1)
+        self.tabs.addTab(saved, "Saved during training")
+        root.addWidget(self.tabs, 1)
+        QShortcut(QKeySequence("Ctrl+R"), self, activated=self.reroll,
+                  context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self._set_controls()
+
+    def _empty_text(self) -> str:
+        if self.project is None:
+            return "Open a project to see reconstructions."
+        return ("No runs of a reconstructing method yet.\n\nTrain an autoencoder, a denoising autoencoder, "
+                "a masked autoencoder (MAE) or channel prediction in the Train view: their reconstructions "
+                "appear here, live for any mask ratio or noise level.")
+
+    # ------------------------------------------------------------------ project
+    def set_project(self, project) -> None:
+        self.project = project
+        self.run_id = None
+        self.result = None
+        self._cache = ModelCache() if not self.busy else self._cache
+        self.refresh()
+
+    def showEvent(self, ev) -> None:  # noqa: N802 - Qt naming
+        super().showEvent(ev)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-list the runs that can draw reconstructions (keeps the current one)."""
+        current = self.run_combo.currentData()
+        self.run_combo.blockSignals(True)
+        self.run_combo.clear()
+        if self.project is not None:
+            names = {d.id: d.name for d in self.project.datasets()}
+            for r in reversed(self.project.runs()):
+                if reconstructs(r.method) and r.status != "created":
+                    self.run_combo.addItem(f"#{r.id} {r.name or r.method} ({names.get(r.dataset_id, '?')}) "
+                                           f"— {r.status}", r.id)
+        self.run_combo.setPlaceholderText("no runs that reconstruct")
+        i = self.run_combo.findData(current) if current is not None else -1
+        self.run_combo.setCurrentIndex(i if i >= 0 else (0 if self.run_combo.count() else -1))
+        self.run_combo.blockSignals(False)
+        if not self.run_combo.count():
+            self.run_id = None
+            self.grid.set_rows([])
+            self.grid.set_message(self._empty_text())
+            self.saved_view.set_pixmap(QPixmap(), self._empty_text())
+            self._set_controls()
+            return
+        if self.run_combo.currentData() != self.run_id:
+            self._on_run_chosen()
+        else:
+            self._fill_checkpoints(keep=True)
+
+    def show_run(self, run_id: int) -> None:
+        self.refresh()
+        i = self.run_combo.findData(run_id)
+        if i >= 0:
+            self.run_combo.setCurrentIndex(i)
+
+    def _on_run_chosen(self, *_):
+        run_id = self.run_combo.currentData()
+        if run_id is None:
+            return
+        self.run_id = int(run_id)
+        run = self.project.run(self.run_id)
+        setting = setting_of(run.method, run.config)
+        self.slider.blockSignals(True)
+        if setting is not None:
+            self.slider_label.setText(setting[0])
+            self.slider.setValue(int(round(setting[1] * 100)))
+        self.slider.blockSignals(False)
+        self._set_controls()
+        self._update_value_label()
+        self._fill_checkpoints(keep=False)
+        self._load_artifacts()
+        self.schedule()
+
+    def _fill_checkpoints(self, keep: bool) -> None:
+        current = self.checkpoint_combo.currentData() if keep else None
+        self.checkpoint_combo.blockSignals(True)
+        self.checkpoint_combo.clear()
+        cks = self.project.checkpoints(self.run_id) if self.run_id is not None else []
+        for ck_id, step, epoch in reversed(cks):
+            self.checkpoint_combo.addItem(f"step {step} · epoch {epoch}", ck_id)
+        self.checkpoint_combo.setPlaceholderText("no checkpoint yet")
+        i = self.checkpoint_combo.findData(current) if current is not None else -1
+        self.checkpoint_combo.setCurrentIndex(i if i >= 0 else (0 if cks else -1))
+        self.checkpoint_combo.blockSignals(False)
+        if keep and self.checkpoint_combo.currentData() != current:
+            self.schedule()
+
+    def _set_controls(self) -> None:
+        run = self.project.run(self.run_id) if (self.project is not None and self.run_id is not None) else None
+        has = run is not None and setting_of(run.method, run.config) is not None
+        for w in (self.slider_label, self.slider, self.value_label):
+            w.setVisible(has)
+        self.sample_button.setEnabled(run is not None)
+        self.sample_button.setText("New masks" if run is not None and run.method in ("mae", "channel-prediction")
+                                   else "New noise")
+
+    # ------------------------------------------------------------------ live pictures
+    def _on_slider(self, _value: int) -> None:
+        self._update_value_label()
+        self.schedule()
+
+    def _update_value_label(self) -> None:
+        self.value_label.setText(f"{self.slider.value()} %")
+
+    def reroll(self) -> None:
+        self.seed += 1
+        self.schedule()
+
+    def schedule(self) -> None:
+        """Ask for new pictures soon (slider drags come in bursts: wait for a pause)."""
+        self._debounce.start()
+
+    @property
+    def busy(self) -> bool:
+        return self._worker is not None and self._worker.is_running()
+
+    def current_request(self) -> tuple | None:
+        ck = self.checkpoint_combo.currentData()
+        if self.project is None or self.run_id is None or ck is None:
+            return None
+        run = self.project.run(self.run_id)
+        setting = self.slider.value() / 100 if setting_of(run.method, run.config) is not None else None
+        return self.run_id, int(ck), setting, self.seed
+
+    def recompute(self) -> None:
+        """Compute the pictures for the current controls; if a computation is running, do it next."""
+        req = self.current_request()
+        if req is None:
+            return
+        if self.busy:
+            self._pending = True          # the latest request wins: computed when the worker is free
+            return
+        if self.result is not None and self.result["key"] == req:
+            return
+        self._pending = False
+        self.status.setText("Drawing…")
+        worker = FunctionWorker(compute_reconstructions, self.project, self._cache, *req,
+                                thread_name="pretext-reconstruct")
+        worker.result.connect(self._on_result)
+        worker.errored.connect(lambda m, d, r=req: self._on_error(r, m, d))
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        worker.start()
+
+    def _on_finished(self) -> None:
+        if self._pending:
+            self._pending = False
+            self.recompute()
+
+    def _on_result(self, result: dict) -> None:
+        self.result = result
+        run_id, _, setting, _ = result["key"]
+        method = self.project.run(run_id).method
+        rows = [(INPUT_TITLES.get(method, "input") if k == "input" else ROW_TITLES.get(k, k), a)
+                for k, a in result["rows"]]
+        self.grid.set_rows(rows)
+        what = "" if setting is None else f" at {self.slider_label.text().lower()} {setting:.0%}"
+        self.status.setText(f"Run #{run_id}, checkpoint {self.checkpoint_combo.currentText()}{what}: "
+                            f"{len(result['items'])} test images")
+        self.pictures_ready.emit(result["key"])
+
+    def _on_error(self, req, message: str, details: str) -> None:
+        self.status.setText(f"Cannot draw reconstructions: {message}")
+        if self._error_shown_for != req[:2]:        # one dialog per checkpoint, not per slider move
+            self._error_shown_for = req[:2]
+            self.last_error_box = error_dialog(self, "Cannot draw reconstructions", message, details)
+
+    # ------------------------------------------------------------------ stored pictures
+    def _load_artifacts(self) -> None:
+        self._artifacts = self.project.artifacts(self.run_id, "reconstructions") if self.run_id else []
+        self.saved_slider.blockSignals(True)
+        self.saved_slider.setRange(0, max(0, len(self._artifacts) - 1))
+        self.saved_slider.setValue(max(0, len(self._artifacts) - 1))
+        self.saved_slider.setEnabled(len(self._artifacts) > 1)
+        self.saved_slider.blockSignals(False)
+        self._show_artifact()
+
+    def _show_artifact(self, *_):
+        if not self._artifacts:
+            self.saved_label.setText("")
+            self.saved_view.set_pixmap(QPixmap(), "This run has no stored reconstructions yet: the training "
+                                                  "loop saves them at every checkpoint.")
+            return
+        a = self._artifacts[self.saved_slider.value()]
+        pm = QPixmap()
+        pm.loadFromData(self.project.load_artifact(a.id), "PNG")
+        rows = a.meta.get("rows", []) if isinstance(a.meta, dict) else []
+        self.saved_label.setText(f"step {a.step} ({self.saved_slider.value() + 1} of {len(self._artifacts)})")
+        self.saved_view.set_pixmap(pm)
+        self.saved_view.setToolTip("Rows, top to bottom: " + ", ".join(rows))

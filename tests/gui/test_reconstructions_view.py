@@ -1,0 +1,95 @@
+"""The Reconstructions view: pictures from a checkpoint, live sliders, stored pictures."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from engine.methods import DataInfo, get_method
+from engine.train import RunConfig, _save_reconstructions, images_tensor
+from engine.workbench import create_run, load_dataset
+
+
+def _run_with_checkpoint(project, method: str, **overrides) -> int:
+    """A run of ``method`` on the digits with one checkpoint of its (seeded, untrained) weights
+    and the pictures the loop stores with a checkpoint: the view only needs those."""
+    run_id = create_run(project, "digits", method, {"epochs": "1", **overrides})
+    cfg = RunConfig.from_dict(project.run(run_id).config)
+    data = load_dataset(project, "digits")
+    torch.manual_seed(0)
+    m = get_method(method)(cfg.method_config, DataInfo(data.name, data.channels, data.height, data.width, 100))
+    project.save_checkpoint(run_id, 1, 1, {"model": m.state_dict(), "optim": {}, "step": 1})
+    _save_reconstructions(project, run_id, m.eval(), images_tensor(data), torch.device("cpu"), 0, 1)
+    project.update_run(run_id, status="finished")
+    return run_id
+
+
+def _wait_for(qtbot, rv, setting):
+    qtbot.waitUntil(lambda: rv.result is not None and rv.result["key"][2] == setting and not rv.busy,
+                    timeout=30_000)
+
+
+def test_mae_mask_slider_recomputes_live(window, project, qtbot):
+    from engine.methods.mae import reconstruct_images
+    from gui.views.reconstructions_view import ModelCache
+    run_id = _run_with_checkpoint(project, "mae")
+    create_run(project, "digits", "simclr", {"epochs": "1"})      # no pictures: not listed
+    rv = window.reconstructions_view
+    window.show_view("reconstructions")
+    assert [rv.run_combo.itemData(i) for i in range(rv.run_combo.count())] == [run_id]
+    assert rv.slider.isVisible() and rv.slider_label.text() == "Mask ratio"
+    assert rv.slider.value() == 75                                   # the trained ratio
+    _wait_for(qtbot, rv, 0.75)
+    titles = [t for t, _ in rv.grid.rows]
+    assert titles == ["original", "masked input", "reconstruction", "visible + predicted"]
+    first = dict(rv.result["rows"])
+    assert first["input"].shape == (16, 8, 8, 1)
+
+    # Moving the slider redraws the pictures: exactly the engine's reconstruction at that ratio.
+    rv.slider.setValue(25)
+    _wait_for(qtbot, rv, 0.25)
+    second = dict(rv.result["rows"])
+    assert np.array_equal(second["original"], first["original"])       # the same images…
+    assert not np.array_equal(second["input"], first["input"])         # …masked less
+    cache = rv._cache
+    expected = reconstruct_images(cache.method, load_dataset(project, "digits").images[rv.result["items"]],
+                                  0.25, seed=rv.seed)
+    assert np.array_equal(second["input"], expected["input"])
+    assert np.array_equal(second["pasted"], expected["pasted"])
+    assert isinstance(cache, ModelCache) and cache.key[0] == run_id
+
+    # A burst of slider moves: only the latest request counts.
+    ready = []
+    rv.pictures_ready.connect(ready.append)
+    for v in range(30, 60, 3):
+        rv.slider.setValue(v)
+    _wait_for(qtbot, rv, 0.57)
+    qtbot.wait(300)
+    assert rv.result["key"][2] == 0.57 and len(ready) <= 2
+
+    # "New masks" draws other masks for the same images.
+    before = dict(rv.result["rows"])["input"]
+    rv.sample_button.click()
+    qtbot.waitUntil(lambda: rv.result["key"][3] == 1 and not rv.busy, timeout=30_000)
+    assert not np.array_equal(dict(rv.result["rows"])["input"], before)
+
+    # The pictures stored at the checkpoint.
+    assert rv.saved_slider.maximum() == 0 and not rv.saved_view.pixmap.isNull()
+    assert "step 1" in rv.saved_label.text()
+
+
+def test_denoising_noise_slider(window, project, qtbot):
+    run_id = _run_with_checkpoint(project, "denoising-autoencoder", width="4")
+    rv = window.reconstructions_view
+    window.show_view("reconstructions")
+    rv.show_run(run_id)
+    assert rv.slider_label.text() == "Noise level" and rv.slider.value() == 50
+    rv.slider.setValue(0)
+    _wait_for(qtbot, rv, 0.0)
+    rows = dict(rv.result["rows"])
+    assert np.array_equal(rows["input"], rows["original"])            # no noise: the image itself
+    rv.slider.setValue(90)
+    _wait_for(qtbot, rv, 0.9)
+    rows = dict(rv.result["rows"])
+    assert np.abs(rows["input"].astype(int) - rows["original"]).mean() > 10
+    # The method's own setting is left as trained.
+    assert rv._cache.method.cfg.level == 0.5
