@@ -64,8 +64,9 @@ def _duration(seconds: float) -> str:
 
 
 def _fmt_metrics(metrics: dict) -> str:
-    keys = [k for k in ("knn", "linear", "raw_knn", "raw_linear", "random_knn", "random_linear")
-            if k in metrics]
+    keys = [k for k in ("knn", "linear", "raw_knn", "raw_linear", "random_knn", "random_linear",
+                        "masked_accuracy", "unigram_accuracy", "perplexity", "unigram_perplexity",
+                        "nsp_accuracy", "analogy") if k in metrics]
     return " ".join(f"{k}={metrics[k]:.4f}" for k in keys)
 
 
@@ -191,15 +192,17 @@ def _follow(events, quiet: bool = False) -> int:
     from .train import Evaluation, Failed, Finished, Started, Step
     bar = None
     status = 1
+    rate = "img/s"
     for ev in events:
         if isinstance(ev, Started):
             bar = ProgressBar(ev.total_steps)
+            rate = ev.rate
             if not quiet:
-                print(f"run {ev.run_id}: training on {ev.device}, {ev.n_train} images, "
+                print(f"run {ev.run_id}: training on {ev.device}, {ev.n_train} {ev.items}, "
                       f"{ev.total_steps} steps" + (f", resuming at step {ev.start_step}" if ev.start_step else ""),
                       file=sys.stderr)
         elif isinstance(ev, Step) and bar and not quiet:
-            bar.update(ev.step, f"epoch {ev.epoch:.2f} loss {ev.loss:.4f} {ev.images_per_s:.0f} img/s")
+            bar.update(ev.step, f"epoch {ev.epoch:.2f} loss {ev.loss:.4f} {ev.images_per_s:.0f} {rate}")
         elif isinstance(ev, Evaluation) and not quiet:
             if bar:
                 bar.update(ev.step, "", force=True)

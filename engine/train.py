@@ -126,6 +126,8 @@ class Started:
     steps_per_epoch: int
     n_train: int
     start_step: int
+    items: str = "images"       # what n_train counts, and what the Step throughput is per second
+    rate: str = "img/s"
 
 
 @dataclass(frozen=True)
@@ -338,6 +340,18 @@ def train(project, run_id: int, data: ImageData, control: RunControl | None = No
         yield Failed(run_id, message, details)
 
 
+def pause_point(project, run_id: int, control: RunControl, step: int, write: bool = True) -> Iterator[Event]:
+    """Mark the run paused, yield :class:`Paused`, and block until resumed or stopped
+    (every loop pauses here, between two steps)."""
+    if write:
+        project.update_run(run_id, status="paused")
+    yield Paused(run_id, step)
+    while control.paused:
+        control.wait_while_paused()
+    if write and not control.stop_requested:
+        project.update_run(run_id, status="running")
+
+
 def _mean_over_ranks(value: torch.Tensor, dist: DistInfo) -> float:
     """The loss averaged over all processes, so every rank logs the global batch's loss."""
     if dist.world_size > 1:
@@ -500,13 +514,7 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
             for b in range(step % steps_per_epoch, steps_per_epoch):
                 if control.paused:
                     flush()
-                    if is_main:
-                        project.update_run(run_id, status="paused")
-                    yield Paused(run_id, step)
-                    while control.paused:
-                        control.wait_while_paused()
-                    if is_main and not control.stop_requested:
-                        project.update_run(run_id, status="running")
+                    yield from pause_point(project, run_id, control, step, write=is_main)
                     t_last, n_since = time.perf_counter(), 0
                 if control.stop_requested:
                     stopped = True

@@ -23,8 +23,9 @@ import numpy as np
 
 from .data.text import TRAIN, TextData
 from .methods import DataInfo, get_method
-from .train import (CheckpointSaved, DistInfo, EmbeddingsSaved, Evaluation, Event, Failed, Finished, Paused,
-                    RunConfig, RunControl, Started, Step, _now, _readable_error)
+from .methods.mlm import MaskedLanguageModel
+from .train import (CheckpointSaved, DistInfo, EmbeddingsSaved, Evaluation, Event, Failed, Finished,
+                    RunConfig, RunControl, Started, Step, _now, _readable_error, pause_point)
 
 # The built-in check on the shapes captions: is a colour's nearest word a colour, a shape's a shape?
 SHAPES_GROUPS = {
@@ -41,7 +42,11 @@ def train_text(project, run_id: int, data, control: RunControl | None = None,
     try:
         if dist is not None and dist.world_size > 1:
             raise ValueError("text methods train in one process (threads, not torchrun): use --nproc 1")
-        yield from _train_text(project, run_id, data, control)
+        if get_method(project.run(run_id).method) is MaskedLanguageModel:
+            from .train_mlm import train_mlm
+            yield from train_mlm(project, run_id, data, control)
+        else:
+            yield from _train_text(project, run_id, data, control)
     except Exception as exc:  # noqa: BLE001 - every failure is reported, none is lost
         details = traceback.format_exc()
         message = _readable_error(exc)
@@ -165,7 +170,8 @@ def _train_text(project, run_id: int, data, control: RunControl) -> Iterator[Eve
         project.delete_metrics_after(run_id, start_step)
 
     project.update_run(run_id, status="running", device="cpu", error=None, started_at=record.started_at or _now())
-    yield Started(run_id, "cpu", total_steps, steps_per_epoch, n_words, start_step)
+    yield Started(run_id, "cpu", total_steps, steps_per_epoch, n_words, start_step,
+                  items="words", rate="words/s")
 
     metrics_buffer: list[tuple[int, float, str, float]] = []
 
@@ -196,12 +202,7 @@ def _train_text(project, run_id: int, data, control: RunControl) -> Iterator[Eve
             for b in range(step % steps_per_epoch, steps_per_epoch):
                 if control.paused:
                     flush()
-                    project.update_run(run_id, status="paused")
-                    yield Paused(run_id, step)
-                    while control.paused:
-                        control.wait_while_paused()
-                    if not control.stop_requested:
-                        project.update_run(run_id, status="running")
+                    yield from pause_point(project, run_id, control, step)
                     t_last, words_since = time.perf_counter(), 0
                 if control.stop_requested:
                     stopped = True

@@ -190,8 +190,9 @@ def compute_map(project: Project, embedding_id: int, kind: str = "umap", progres
 
 
 def final_embeddings(project: Project, run_id: int):
-    """The run's final embedding set (split "all"), or None before it finished."""
-    sets = [e for e in project.embedding_sets(run_id) if e.split == "all"]
+    """The run's final embedding set (split "all"; "sentences" for the masked language
+    model), or None before it finished."""
+    sets = [e for e in project.embedding_sets(run_id) if e.split in ("all", "sentences")]
     return sets[-1] if sets else None
 
 

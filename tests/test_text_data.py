@@ -120,3 +120,14 @@ def test_cli_adds_a_corpus(tmp_path, capsys):
     assert "2 sentences, 6 tokens, 4 words" in capsys.readouterr().out
     assert main(["datasets", "add", "--project", str(p), "text", f"path={tmp_path / 'nope.txt'}"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_heldout_sentences_come_in_runs_of_consecutive_sentences():
+    from engine.data.text import HELDOUT_BLOCK, heldout_blocks
+    split = heldout_blocks(1000, 0.1, seed=4)
+    assert int(split.sum()) == 100
+    blocks = split.reshape(-1, HELDOUT_BLOCK)
+    assert set(blocks.sum(1)) == {0, HELDOUT_BLOCK}      # whole blocks: next-sentence pairs stay real
+    assert np.array_equal(split, heldout_blocks(1000, 0.1, seed=4))
+    assert not np.array_equal(split, heldout_blocks(1000, 0.1, seed=5))
+    assert heldout_blocks(1, 0.5, seed=0).sum() == 0     # never everything

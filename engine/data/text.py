@@ -31,6 +31,7 @@ import numpy as np
 from engine.data import Cancel, DataError, Progress, check_cancel
 
 TRAIN, HELDOUT = 0, 1
+HELDOUT_BLOCK = 20     # consecutive sentences held out together (see heldout_blocks)
 TEXT_SUFFIXES = (".txt", ".text")
 
 # Words keep inner apostrophes and hyphens ("don't", "over-all"); every other
@@ -210,11 +211,7 @@ def build_corpus(name: str, sentences: list[str], *, lowercase: bool = True, pun
         ids.extend(index[w] for w in words if w in index)
         offsets.append(len(ids))
     n = len(kept_sentences)
-    rng = np.random.default_rng(seed)
-    split = np.zeros(n, np.uint8)
-    k = int(round(n * heldout))
-    if k and n > 1:
-        split[rng.permutation(n)[:min(k, n - 1)]] = HELDOUT
+    split = heldout_blocks(n, heldout, seed)
     raw_tokens = sum(counts.values())
     extra = dict(info or {})
     extra.update({"n_types_raw": n_types_raw, "n_tokens_raw": raw_tokens,
@@ -250,6 +247,27 @@ def decode(raw: bytes, where: str, encoding: str = "auto") -> str:
         bad = raw[e.start:e.start + 4].hex(" ")
         raise DataError(f"{where}: not valid UTF-8 at byte {e.start} (bytes {bad}); "
                         "if the file is Latin-1 / Windows-1252, import it with encoding=latin-1") from None
+
+
+def heldout_blocks(n: int, fraction: float, seed: int, block: int = HELDOUT_BLOCK) -> np.ndarray:
+    """A per-sentence split (0 train, 1 held out) holding out ``round(n · fraction)``
+    sentences in seeded runs of ``block`` consecutive sentences, not one by one:
+    a held-out sentence's neighbour is then usually held out too, which the
+    masked language model's next-sentence test needs, and held-out text is
+    whole passages the model never read around."""
+    split = np.zeros(n, np.uint8)
+    k = min(int(round(n * fraction)), n - 1)
+    if k <= 0:
+        return split
+    starts = np.random.default_rng(seed).permutation(np.arange(0, n, block))
+    chosen = 0
+    for start in starts:
+        take = min(block, n - start, k - chosen)
+        split[start:start + take] = HELDOUT
+        chosen += take
+        if chosen == k:
+            break
+    return split
 
 
 def split_sentences(text: str, where: str, unit: str = "line", max_chars: int = 100_000) -> list[str]:

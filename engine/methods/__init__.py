@@ -12,6 +12,7 @@ from .channel_prediction import ChannelPrediction
 from .clip import CLIP
 from .denoising_autoencoder import DenoisingAutoencoder
 from .mae import MaskedAutoencoder
+from .mlm import MaskedLanguageModel
 from .moco import MoCo
 from .pca import PCA
 from .simclr import SimCLR
@@ -21,7 +22,8 @@ from .word2vec import Word2Vec
 
 METHODS: dict[str, type[Method]] = {m.name: m for m in (PCA, Autoencoder, DenoisingAutoencoder, SimCLR,
                                                       MoCo, BYOL, SimSiam, SwAV,
-                                                      MaskedAutoencoder, ChannelPrediction, CLIP, Word2Vec)}
+                                                      MaskedAutoencoder, ChannelPrediction, CLIP, Word2Vec,
+                                                      MaskedLanguageModel)}
 
 
 def get_method(name: str) -> type[Method]:
