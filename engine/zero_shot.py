@@ -216,14 +216,16 @@ def search_texts(project, run_id: int, image_index: int, k: int = 10,
 
 def zero_shot(project, run_id: int, dataset: int | str | None = None,
               templates: Sequence[str] | None = None, attribute: str | None = None,
-              store: bool = True) -> dict:
+              store: bool = True, class_texts: Sequence[str] | None = None) -> dict:
     """Zero-shot classification of ``dataset`` (default: the run's) on its labels or on
     ``attribute``, on the test split (all items when it has none).
 
     Returns {"attribute", "class_names", "templates", "n", "accuracy", "per_class",
     "confusion" (list of lists)}. With ``store`` the accuracy and per-class
     accuracies become metrics of the run (``zeroshot_<dataset>_<attribute>``…) and
-    the whole result a JSON artifact."""
+    the whole result a JSON artifact. ``class_texts`` (one per class, in class order)
+    replaces each class name in the templates, e.g. "crimson" for "red" (the GUI's
+    editable class prompts); the result keeps them as "class_texts"."""
     from .workbench import load_dataset
     method, device = _clip_run(project, run_id)
     rec = project.dataset(dataset) if dataset is not None else project.dataset(project.run(run_id).dataset_id)
@@ -243,8 +245,12 @@ def zero_shot(project, run_id: int, dataset: int | str | None = None,
     items = np.flatnonzero(np.asarray(data.split) == 1)
     if len(items) == 0:
         items = np.arange(data.n)
-    res = classify(feats[items], class_embeddings(method.encode_text, names, templates), ids[items], names)
+    texts = list(names) if class_texts is None else [str(t) for t in class_texts]
+    if len(texts) != len(names):
+        raise ValueError(f"{len(texts)} class texts for the {len(names)} classes of {attribute!r}")
+    res = classify(feats[items], class_embeddings(method.encode_text, texts, templates), ids[items], names)
     result = {"dataset": rec.name, "attribute": attribute, "class_names": list(names), "templates": templates,
+              "class_texts": texts,
               "n": int(len(items)), "accuracy": res["accuracy"], "per_class": res["per_class"],
               "confusion": res["confusion"].tolist()}
     if store:

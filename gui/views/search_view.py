@@ -1,0 +1,650 @@
+"""The Search view: open-vocabulary queries with a trained CLIP run.
+
+* **Text → images**: type a caption, press Enter: the top-k images of a data set
+  ranked by cosine similarity to the text's embedding, with their scores.
+* **Image → captions**: click a result (or pick an item number): the captions of
+  the run's training set that describe it best.
+* **Zero-shot classification**: classify a labelled data set (its labels or any
+  attribute, e.g. shapes' colour) by comparing each image with one text per
+  class; the class texts and the prompt templates ("a picture of a {}", several
+  averaged) are editable. Shows the accuracy, the per-class accuracy and the
+  confusion matrix as a heat map; the engine stores them as metrics of the run.
+
+Everything that touches torch runs on a worker thread, one job at a time (the
+latest request of each kind wins while one runs). A :class:`SearchSession`
+keeps the rebuilt model, the image embeddings and the caption embeddings
+between queries, so a query after the first is a matrix product.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QIcon, QKeySequence, QPalette, QShortcut
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QHBoxLayout, QHeaderView,
+                               QLabel, QLineEdit, QListView, QListWidget, QListWidgetItem,
+                               QPlainTextEdit, QPushButton, QSpinBox, QSplitter, QTableWidget,
+                               QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
+
+from ..images import thumbnail
+from ..widgets import ElidedLabel, error_dialog
+from ..workers import FunctionWorker
+
+THUMB = 96
+DEFAULT_K = 24
+CAPTION_K = 10
+
+
+def searches(method_name: str) -> bool:
+    """Whether a method pairs images with text (CLIP): its runs can be searched."""
+    from engine.methods import METHODS
+    cls = METHODS.get(method_name)
+    return cls is not None and bool(getattr(cls, "needs_captions", False))
+
+
+def run_templates(config: dict) -> list[str]:
+    """The prompt templates a run was trained (and evaluated) with."""
+    from engine.zero_shot import DEFAULT_TEMPLATES
+    text = (config.get("method_config") or {}).get("templates") or ""
+    return [t.strip() for t in str(text).split("|") if t.strip()] or list(DEFAULT_TEMPLATES)
+
+
+def label_sets(stats: dict) -> dict[str, list[str]]:
+    """A data set's label sets from its stored summary: {"label" | attribute: class names}."""
+    out = {}
+    if stats.get("class_counts"):
+        out["label"] = list(stats["class_counts"])
+    for attr, counts in (stats.get("attributes") or {}).items():
+        out[attr] = list(counts)
+    return out
+
+
+# --------------------------------------------------------------------------------- worker side
+
+
+class SearchSession:
+    """A CLIP run rebuilt once, with the image embeddings of one data set and the
+    embeddings of the run's training captions (computed on first use).
+
+    Only ever used by the view's single worker at a time."""
+
+    def __init__(self, project, run_id: int, dataset_id: int):
+        from engine.methods.clip import item_captions
+        from engine.workbench import load_dataset
+        from engine.zero_shot import _clip_run, _image_embeddings
+        self.key = (str(project.path), run_id, dataset_id)
+        self.method, self.device = _clip_run(project, run_id)
+        self.data = load_dataset(project, dataset_id)
+        self.feats = _image_embeddings(project, run_id, dataset_id, self.method, self.device)
+        # The captions to retrieve: the run's training-set captions, each distinct text once
+        # (shapes repeats its phrasings: ten copies of one caption would hide the others).
+        caps = item_captions(load_dataset(project, project.run(run_id).dataset_id))
+        counts: dict[str, int] = {}
+        for item in caps:
+            for c in item:
+                counts[c] = counts.get(c, 0) + 1
+        self.texts = list(counts)
+        self.text_counts = np.array([counts[t] for t in self.texts], dtype=np.int64)
+        self._text_emb: np.ndarray | None = None
+
+    def search(self, text: str, k: int) -> dict:
+        from engine.zero_shot import top_k
+        idx, scores = top_k(self.method.encode_text([text])[0], self.feats, k)
+        return {"text": text, "index": idx, "score": scores, "images": self.data.images[idx],
+                "captions": [self.caption(i) for i in idx], "names": [self.data.item_names[i] for i in idx]}
+
+    def caption(self, i: int) -> str:
+        return (self.data.captions[i] or "") if self.data.captions else ""
+
+    def describe(self, index: int, k: int) -> dict:
+        """Image → text: the run's captions closest to item ``index`` of the data set."""
+        from engine.zero_shot import top_k
+        if not 0 <= index < self.data.n:
+            raise ValueError(f"no item {index}: the data set has {self.data.n} items")
+        if not self.texts:
+            raise ValueError("the run's training set has no captions to retrieve")
+        if self._text_emb is None:
+            self._text_emb = self.method.encode_text(self.texts)
+        idx, scores = top_k(self.feats[index], self._text_emb, k)
+        return {"index": index, "image": self.data.images[index], "caption": self.caption(index),
+                "name": self.data.item_names[index], "texts": [self.texts[i] for i in idx],
+                "score": scores, "count": self.text_counts[idx]}
+
+
+class SessionHolder:
+    session: SearchSession | None = None
+
+
+def run_job(project, holder: SessionHolder, job: tuple) -> tuple:
+    """One request of the view (on the worker thread): ("search", run, dataset, text, k),
+    ("describe", run, dataset, index, k) or ("zero_shot", run, dataset, attribute, class texts, templates)."""
+    kind, run_id, dataset_id, *args = job
+    if kind == "zero_shot":
+        from engine.zero_shot import zero_shot
+        attribute, class_texts, templates = args
+        return job, zero_shot(project, run_id, dataset_id, templates=templates,
+                              attribute=None if attribute == "label" else attribute,
+                              class_texts=class_texts, store=True)
+    key = (str(project.path), run_id, dataset_id)
+    if holder.session is None or holder.session.key != key:
+        holder.session = None                         # free the old model before building the new one
+        holder.session = SearchSession(project, run_id, dataset_id)
+    s = holder.session
+    return job, (s.search(*args) if kind == "search" else s.describe(*args))
+
+
+# --------------------------------------------------------------------------------- widgets
+
+
+def heat_colour(fraction: float, palette: QPalette) -> QColor:
+    """The base colour blended towards the highlight colour by ``fraction`` (0–1)."""
+    base, hi = palette.color(QPalette.ColorRole.Base), palette.color(QPalette.ColorRole.Highlight)
+    f = max(0.0, min(1.0, float(fraction)))
+    return QColor(round(base.red() + (hi.red() - base.red()) * f),
+                  round(base.green() + (hi.green() - base.green()) * f),
+                  round(base.blue() + (hi.blue() - base.blue()) * f))
+
+
+def _read_only(text: str, align=Qt.AlignmentFlag.AlignCenter) -> QTableWidgetItem:
+    it = QTableWidgetItem(text)
+    it.setFlags(it.flags() & ~Qt.ItemFlag.ItemIsEditable)
+    it.setTextAlignment(align | Qt.AlignmentFlag.AlignVCenter)
+    return it
+
+
+class ConfusionTable(QTableWidget):
+    """A confusion matrix as a heat map: rows are the true classes, columns the predicted
+    ones; a cell shows its count, coloured by its share of the row; the last column is
+    the class's accuracy."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.confusion = np.zeros((0, 0), dtype=np.int64)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+
+    def set_matrix(self, confusion, names: list[str], per_class: dict[str, float]) -> None:
+        cm = np.asarray(confusion, dtype=np.int64)
+        self.confusion = cm
+        k = len(names)
+        self.clear()
+        self.setRowCount(k)
+        self.setColumnCount(k + 1)
+        self.setHorizontalHeaderLabels(list(names) + ["accuracy"])
+        self.setVerticalHeaderLabels(list(names))
+        rows = np.maximum(cm.sum(axis=1), 1)
+        pal = self.palette()
+        hi_text = pal.color(QPalette.ColorRole.HighlightedText)
+        for r in range(k):
+            for c in range(k):
+                share = cm[r, c] / rows[r]
+                it = _read_only(str(int(cm[r, c])))
+                it.setBackground(QBrush(heat_colour(share, pal)))
+                if share > 0.55:
+                    it.setForeground(QBrush(hi_text))
+                it.setToolTip(f"true {names[r]}, predicted {names[c]}: {int(cm[r, c])} "
+                              f"({share:.0%} of the {names[r]} images)")
+                self.setItem(r, c, it)
+            acc = per_class.get(names[r], float("nan"))
+            self.setItem(r, k, _read_only(f"{acc:.0%}" if np.isfinite(acc) else "—"))
+        # A few classes: the heat map fills the panel; many: compact cells and scroll bars.
+        mode = QHeaderView.ResizeMode.Stretch if k <= 20 else QHeaderView.ResizeMode.ResizeToContents
+        self.horizontalHeader().setSectionResizeMode(mode)
+        self.verticalHeader().setSectionResizeMode(mode)
+
+
+class SearchView(QWidget):
+    """Text → images, image → captions and zero-shot classification with a CLIP run."""
+
+    #: a job's result is on screen: its kind ("search", "describe", "zero_shot")
+    result_shown = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.project = None
+        self.run_id: int | None = None
+        self.hits: dict | None = None            # the last text → images result
+        self.described: dict | None = None       # the last image → captions result
+        self.zero_shot_result: dict | None = None
+        self.last_error_box = None
+        self._holder = SessionHolder()
+        self._worker: FunctionWorker | None = None
+        self._pending: dict[str, tuple] = {}     # kind → the latest request waiting for the worker
+        self._build()
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        root = QVBoxLayout(self)
+        root.setContentsMargins(6, 6, 6, 6)
+        bar = QHBoxLayout()
+        self.run_combo = QComboBox()
+        self.run_combo.setMinimumContentsLength(22)
+        self.run_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.run_combo.setToolTip("A finished run of an image–text method (CLIP)")
+        self.run_combo.currentIndexChanged.connect(self._on_run_chosen)
+        self.dataset_combo = QComboBox()
+        self.dataset_combo.setMinimumContentsLength(12)
+        self.dataset_combo.setToolTip("The images to search and classify: the run's own data set or any "
+                                      "other of the same image size")
+        self.dataset_combo.currentIndexChanged.connect(self._on_dataset_chosen)
+        bar.addWidget(QLabel("Run"))
+        bar.addWidget(self.run_combo, 2)
+        bar.addWidget(QLabel("Images"))
+        bar.addWidget(self.dataset_combo, 1)
+        self.status = ElidedLabel("")
+        bar.addWidget(self.status, 3)
+        root.addLayout(bar)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self._build_search_tab(), "Text → images")
+        self.tabs.addTab(self._build_zero_shot_tab(), "Zero-shot classification")
+        root.addWidget(self.tabs, 1)
+        QShortcut(QKeySequence("Ctrl+L"), self, activated=self._focus_query,
+                  context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self._set_enabled()
+
+    def _build_search_tab(self) -> QWidget:
+        page = QWidget()
+        lay = QVBoxLayout(page)
+        row = QHBoxLayout()
+        self.query_edit = QLineEdit()
+        self.query_edit.setPlaceholderText("Describe the images, e.g. a small red circle — Enter searches (Ctrl+L)")
+        self.query_edit.setClearButtonEnabled(True)
+        self.query_edit.returnPressed.connect(self.run_query)
+        self.k_spin = QSpinBox()
+        self.k_spin.setRange(1, 500)
+        self.k_spin.setValue(DEFAULT_K)
+        self.k_spin.setPrefix("top ")
+        self.k_spin.setToolTip("How many images to show")
+        self.search_button = QPushButton("Search")
+        self.search_button.clicked.connect(self.run_query)
+        row.addWidget(self.query_edit, 1)
+        row.addWidget(self.k_spin)
+        row.addWidget(self.search_button)
+        lay.addLayout(row)
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        self.results = QListWidget()
+        self.results.setViewMode(QListView.ViewMode.IconMode)
+        self.results.setIconSize(QSize(THUMB, THUMB))
+        self.results.setGridSize(QSize(THUMB + 26, THUMB + 40))
+        self.results.setResizeMode(QListView.ResizeMode.Adjust)
+        self.results.setMovement(QListView.Movement.Static)
+        self.results.setWordWrap(True)
+        self.results.setUniformItemSizes(True)
+        self.results.currentItemChanged.connect(self._on_result_selected)
+        split.addWidget(self.results)
+
+        side = QWidget()
+        sv = QVBoxLayout(side)
+        sv.setContentsMargins(6, 0, 0, 0)
+        head = QHBoxLayout()
+        head.addWidget(QLabel("<b>Image → captions</b>"))
+        head.addStretch(1)
+        head.addWidget(QLabel("item #"))
+        self.item_spin = QSpinBox()
+        self.item_spin.setRange(0, 0)
+        self.item_spin.setToolTip("Any item of the data set: its best-matching captions")
+        self.item_spin.setKeyboardTracking(False)
+        self.item_spin.valueChanged.connect(self.describe_item)
+        head.addWidget(self.item_spin)
+        sv.addLayout(head)
+        self.item_image = QLabel()
+        self.item_image.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.item_image.setMinimumHeight(112)
+        self.item_text = QLabel("Click an image to see the captions that describe it best.")
+        self.item_text.setWordWrap(True)
+        self.item_text.setTextFormat(Qt.TextFormat.PlainText)
+        sv.addWidget(self.item_image)
+        sv.addWidget(self.item_text)
+        self.caption_table = QTableWidget(0, 2)
+        self.caption_table.setHorizontalHeaderLabels(["score", "caption"])
+        self.caption_table.verticalHeader().setVisible(False)
+        self.caption_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.caption_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.caption_table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.caption_table.setWordWrap(False)
+        sv.addWidget(self.caption_table, 1)
+        side.setMinimumWidth(280)
+        split.addWidget(side)
+        split.setStretchFactor(0, 1)
+        split.setSizes([760, 380])
+        lay.addWidget(split, 1)
+        return page
+
+    def _build_zero_shot_tab(self) -> QWidget:
+        page = QWidget()
+        lay = QHBoxLayout(page)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        left = QWidget()
+        lv = QVBoxLayout(left)
+        lv.setContentsMargins(0, 0, 6, 0)
+        form = QFormLayout()
+        self.label_combo = QComboBox()
+        self.label_combo.setToolTip("What to classify: the data set's labels or one of its attributes")
+        self.label_combo.currentIndexChanged.connect(self._fill_classes)
+        form.addRow("Classify by", self.label_combo)
+        lv.addLayout(form)
+        lv.addWidget(QLabel("Class prompts (double-click to edit the text that stands for a class)"))
+        self.class_table = QTableWidget(0, 2)
+        self.class_table.setHorizontalHeaderLabels(["class", "text in the prompts"])
+        self.class_table.verticalHeader().setVisible(False)
+        self.class_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.class_table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.class_table.itemChanged.connect(lambda *_: self._update_prompt_preview())
+        lv.addWidget(self.class_table, 2)
+        lv.addWidget(QLabel("Templates, one per line ({} takes the class text; their embeddings are averaged)"))
+        self.templates_edit = QPlainTextEdit()
+        self.templates_edit.setMaximumHeight(84)
+        self.templates_edit.textChanged.connect(self._update_prompt_preview)
+        lv.addWidget(self.templates_edit)
+        self.prompt_preview = ElidedLabel("")
+        lv.addWidget(self.prompt_preview)
+        buttons = QHBoxLayout()
+        self.reset_button = QPushButton("Reset prompts")
+        self.reset_button.setToolTip("Back to the class names and the run's templates")
+        self.reset_button.clicked.connect(self._reset_prompts)
+        self.classify_button = QPushButton("Classify")
+        self.classify_button.setDefault(True)
+        self.classify_button.setToolTip("Classify the test images (all images when the set has no test "
+                                        "split); the accuracy is stored with the run")
+        self.classify_button.clicked.connect(self.run_zero_shot)
+        buttons.addWidget(self.reset_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.classify_button)
+        lv.addLayout(buttons)
+        split.addWidget(left)
+
+        right = QWidget()
+        rv = QVBoxLayout(right)
+        rv.setContentsMargins(6, 0, 0, 0)
+        self.accuracy_label = QLabel("Press Classify to run zero-shot classification.")
+        self.accuracy_label.setWordWrap(True)
+        rv.addWidget(self.accuracy_label)
+        rv.addWidget(QLabel("Confusion matrix — rows: true class, columns: predicted class"))
+        self.confusion_table = ConfusionTable()
+        rv.addWidget(self.confusion_table, 1)
+        split.addWidget(right)
+        split.setStretchFactor(1, 1)
+        split.setSizes([380, 760])
+        lay.addWidget(split)
+        return page
+
+    def _empty_text(self) -> str:
+        if self.project is None:
+            return "Open a project to search it."
+        return ("No finished CLIP runs yet. Train CLIP on a captioned data set (shapes) in the Train "
+                "view: then search its images by text here.")
+
+    def _focus_query(self) -> None:
+        self.tabs.setCurrentIndex(0)
+        self.query_edit.setFocus()
+        self.query_edit.selectAll()
+
+    # ------------------------------------------------------------------ project and run
+    def set_project(self, project) -> None:
+        self.project = project
+        self.run_id = None
+        self._holder = SessionHolder()
+        self._pending.clear()
+        self._clear_results()
+        self.refresh()
+
+    def showEvent(self, ev) -> None:  # noqa: N802 - Qt naming
+        super().showEvent(ev)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-list the searchable runs (keeps the current one)."""
+        current = self.run_combo.currentData()
+        self.run_combo.blockSignals(True)
+        self.run_combo.clear()
+        if self.project is not None:
+            names = {d.id: d.name for d in self.project.datasets()}
+            for r in reversed(self.project.runs()):
+                if searches(r.method) and (r.status == "finished" or
+                                           (r.status != "running" and self.project.checkpoints(r.id))):
+                    self.run_combo.addItem(f"#{r.id} {r.name or r.method} ({names.get(r.dataset_id, '?')})"
+                                           + ("" if r.status == "finished" else f" — {r.status}"), r.id)
+        self.run_combo.setPlaceholderText("no CLIP runs")
+        i = self.run_combo.findData(current) if current is not None else -1
+        self.run_combo.setCurrentIndex(i if i >= 0 else (0 if self.run_combo.count() else -1))
+        self.run_combo.blockSignals(False)
+        if not self.run_combo.count():
+            self.run_id = None
+            self.dataset_combo.clear()
+            self._clear_results()
+            self.status.setText(self._empty_text())
+            self._set_enabled()
+        elif self.run_combo.currentData() != self.run_id:
+            self._on_run_chosen()
+
+    def show_run(self, run_id: int) -> None:
+        self.refresh()
+        i = self.run_combo.findData(run_id)
+        if i >= 0:
+            self.run_combo.setCurrentIndex(i)
+
+    def _on_run_chosen(self, *_) -> None:
+        run_id = self.run_combo.currentData()
+        if run_id is None or self.project is None:
+            return
+        self.run_id = int(run_id)
+        run = self.project.run(self.run_id)
+        own = self.project.dataset(run.dataset_id)
+        shape = (own.stats.get("channels"), own.stats.get("size"))
+        self.dataset_combo.blockSignals(True)
+        self.dataset_combo.clear()
+        for d in self.project.datasets():
+            # Only images the run's image tower can read: the same channels and size.
+            if d.id == own.id or (d.stats.get("channels"), d.stats.get("size")) == shape:
+                self.dataset_combo.addItem(d.name + (" (trained on)" if d.id == own.id else ""), d.id)
+        self.dataset_combo.setCurrentIndex(max(0, self.dataset_combo.findData(own.id)))
+        self.dataset_combo.blockSignals(False)
+        self.templates_edit.blockSignals(True)
+        self.templates_edit.setPlainText("\n".join(run_templates(run.config)))
+        self.templates_edit.blockSignals(False)
+        self._on_dataset_chosen()
+        self.status.setText(f"Run #{self.run_id}: type a description and press Enter, or classify a "
+                            "data set zero-shot")
+
+    def dataset_id(self) -> int | None:
+        d = self.dataset_combo.currentData()
+        return None if d is None else int(d)
+
+    def _on_dataset_chosen(self, *_) -> None:
+        self._clear_results()
+        rec = self.project.dataset(self.dataset_id()) if self.dataset_id() is not None else None
+        self.item_spin.blockSignals(True)
+        self.item_spin.setRange(0, max(0, (rec.n_items if rec else 1) - 1))
+        self.item_spin.blockSignals(False)
+        current = self.label_combo.currentData()
+        self.label_combo.blockSignals(True)
+        self.label_combo.clear()
+        self._label_sets = label_sets(rec.stats) if rec else {}
+        for key, names in self._label_sets.items():
+            self.label_combo.addItem(f"{key} ({len(names)} classes)", key)
+        i = self.label_combo.findData(current) if current is not None else -1
+        self.label_combo.setCurrentIndex(i if i >= 0 else (0 if self.label_combo.count() else -1))
+        self.label_combo.blockSignals(False)
+        self._fill_classes()
+        self._set_enabled()
+
+    def _fill_classes(self, *_) -> None:
+        names = self._label_sets.get(self.label_combo.currentData(), []) if hasattr(self, "_label_sets") else []
+        self.class_table.blockSignals(True)
+        self.class_table.setRowCount(len(names))
+        for r, name in enumerate(names):
+            self.class_table.setItem(r, 0, _read_only(name, Qt.AlignmentFlag.AlignLeft))
+            self.class_table.setItem(r, 1, QTableWidgetItem(name))
+        self.class_table.blockSignals(False)
+        self._update_prompt_preview()
+        self._set_enabled()
+
+    def _reset_prompts(self) -> None:
+        self._fill_classes()
+        if self.run_id is not None:
+            self.templates_edit.setPlainText("\n".join(run_templates(self.project.run(self.run_id).config)))
+
+    def class_texts(self) -> list[str]:
+        out = []
+        for r in range(self.class_table.rowCount()):
+            it = self.class_table.item(r, 1)
+            text = it.text().strip() if it is not None else ""
+            out.append(text or self.class_table.item(r, 0).text())    # an emptied cell means the name
+        return out
+
+    def templates(self) -> list[str]:
+        return [t.strip() for t in self.templates_edit.toPlainText().splitlines() if t.strip()]
+
+    def _update_prompt_preview(self) -> None:
+        from engine.zero_shot import prompts
+        texts, templates = self.class_texts(), self.templates()
+        if not texts or not templates:
+            self.prompt_preview.setText("Add at least one template." if texts else "")
+            return
+        self.prompt_preview.setText(f"{texts[0]}: " + " · ".join(f"“{p}”" for p in prompts(texts[0], templates)))
+
+    def _set_enabled(self) -> None:
+        has_run = self.run_id is not None and self.dataset_id() is not None
+        for w in (self.query_edit, self.search_button, self.k_spin, self.item_spin):
+            w.setEnabled(has_run)
+        self.classify_button.setEnabled(has_run and self.class_table.rowCount() > 0)
+        self.reset_button.setEnabled(has_run)
+        if has_run and not self.label_combo.count():
+            self.accuracy_label.setText("This data set has no labels or attributes to classify by.")
+
+    def _clear_results(self) -> None:
+        self.hits = self.described = self.zero_shot_result = None
+        self.results.clear()
+        self.caption_table.setRowCount(0)
+        self.item_image.clear()
+        self.item_text.setText("Click an image to see the captions that describe it best.")
+        self.confusion_table.set_matrix(np.zeros((0, 0)), [], {})
+        self.accuracy_label.setText("Press Classify to run zero-shot classification.")
+
+    # ------------------------------------------------------------------ requests
+    def run_query(self) -> None:
+        text = self.query_edit.text().strip()
+        if not text or self.run_id is None or self.dataset_id() is None:
+            return
+        self._submit(("search", self.run_id, self.dataset_id(), text, int(self.k_spin.value())))
+
+    def describe_item(self, index: int | None = None) -> None:
+        if self.run_id is None or self.dataset_id() is None:
+            return
+        index = self.item_spin.value() if index is None else int(index)
+        self._submit(("describe", self.run_id, self.dataset_id(), index, CAPTION_K))
+
+    def run_zero_shot(self) -> None:
+        if self.run_id is None or self.dataset_id() is None or self.label_combo.currentData() is None:
+            return
+        templates = self.templates()
+        if not templates:
+            self.accuracy_label.setText("Add at least one template, e.g. “a picture of a {}”.")
+            return
+        self._submit(("zero_shot", self.run_id, self.dataset_id(), self.label_combo.currentData(),
+                      self.class_texts(), templates))
+
+    @property
+    def busy(self) -> bool:
+        return self._worker is not None and self._worker.is_running()
+
+    def _submit(self, job: tuple) -> None:
+        """Run ``job`` now, or when the worker is free (a newer request of its kind replaces it)."""
+        self._pending[job[0]] = job
+        if not self.busy:
+            self._start_next()
+
+    def _start_next(self) -> None:
+        if not self._pending or self.project is None:
+            return
+        kind = next(iter(self._pending))
+        job = self._pending.pop(kind)
+        self.status.setText({"search": f"Searching for “{job[3]}”…", "describe": f"Captioning item #{job[3]}…",
+                             "zero_shot": "Classifying…"}[kind]
+                            + (" (loading the model)" if self._holder.session is None and kind != "zero_shot"
+                               else ""))
+        worker = FunctionWorker(run_job, self.project, self._holder, job, thread_name="pretext-search")
+        worker.result.connect(self._on_result)
+        worker.errored.connect(lambda m, d, j=job: self._on_error(j, m, d))
+        worker.finished.connect(self._start_next)
+        self._worker = worker
+        worker.start()
+
+    def _current(self, job: tuple) -> bool:
+        """Whether a finished job still matches what is chosen (the user may have moved on)."""
+        return job[1] == self.run_id and job[2] == self.dataset_id()
+
+    def _on_error(self, job: tuple, message: str, details: str) -> None:
+        what = {"search": "search", "describe": "caption the image", "zero_shot": "classify"}[job[0]]
+        self.status.setText(f"Cannot {what}: {message}")
+        self.last_error_box = error_dialog(self, f"Cannot {what}", message, details)
+
+    def _on_result(self, value) -> None:
+        job, res = value
+        if not self._current(job):
+            return
+        kind = job[0]
+        if kind == "search":
+            self._show_hits(res)
+        elif kind == "describe":
+            self._show_captions(res)
+        else:
+            self._show_zero_shot(res)
+        self.result_shown.emit(kind)
+
+    # ------------------------------------------------------------------ results
+    def _show_hits(self, res: dict) -> None:
+        self.hits = res
+        self.results.blockSignals(True)
+        self.results.clear()
+        for rank, (i, s, img, cap) in enumerate(zip(res["index"], res["score"], res["images"], res["captions"])):
+            it = QListWidgetItem(QIcon(thumbnail(img, THUMB)), f"{s:.3f}\n#{int(i)}")
+            it.setData(Qt.ItemDataRole.UserRole, int(i))
+            it.setToolTip(f"rank {rank + 1} · item #{int(i)} · score {s:.4f}" + (f"\n{cap}" if cap else ""))
+            self.results.addItem(it)
+        self.results.blockSignals(False)
+        n = len(res["index"])
+        best = f"; scores {res['score'][0]:.3f} … {res['score'][-1]:.3f}" if n else ""
+        self.status.setText(f"“{res['text']}”: the {n} closest images of {self.dataset_combo.currentText()}"
+                            f"{best} (cosine similarity). Click one for its captions.")
+
+    def _on_result_selected(self, item, _previous=None) -> None:
+        if item is None:
+            return
+        index = int(item.data(Qt.ItemDataRole.UserRole))
+        self.item_spin.blockSignals(True)
+        self.item_spin.setValue(index)
+        self.item_spin.blockSignals(False)
+        self.describe_item(index)
+
+    def _show_captions(self, res: dict) -> None:
+        self.described = res
+        self.item_image.setPixmap(thumbnail(res["image"], 112))
+        own = res["caption"].replace("\n", " / ")
+        self.item_text.setText(f"#{res['index']} {res['name']}" + (f"\nIts caption: {own}" if own else ""))
+        self.caption_table.setRowCount(len(res["texts"]))
+        for r, (text, s, c) in enumerate(zip(res["texts"], res["score"], res["count"])):
+            self.caption_table.setItem(r, 0, _read_only(f"{s:.3f}"))
+            it = _read_only(text, Qt.AlignmentFlag.AlignLeft)
+            it.setToolTip(f"{text}\n(caption of {int(c)} training item{'s' if c != 1 else ''})")
+            self.caption_table.setItem(r, 1, it)
+        self.status.setText(f"Item #{res['index']}: the {len(res['texts'])} captions of the run's training "
+                            "set closest to it")
+
+    def _show_zero_shot(self, res: dict) -> None:
+        self.zero_shot_result = res
+        names = res["class_names"]
+        per = res["per_class"]
+        finite = {n: v for n, v in per.items() if np.isfinite(v)}      # NaN: a class with no image
+        worst = min(finite, key=finite.get) if finite else None
+        self.accuracy_label.setText(
+            f"<b>Accuracy {res['accuracy']:.2%}</b> on {res['n']} images of {res['dataset']} "
+            f"by {res['attribute']} ({len(names)} classes; chance {1 / max(1, len(names)):.0%}); "
+            f"{len(res['templates'])} template{'s' if len(res['templates']) != 1 else ''} averaged. "
+            + (f"Hardest class: {worst} ({per[worst]:.0%}). " if worst else "")
+            + "Stored with the run.")
+        self.confusion_table.set_matrix(res["confusion"], names, per)
+        self.status.setText(f"Zero-shot on {res['dataset']} by {res['attribute']}: {res['accuracy']:.2%}")
