@@ -5,8 +5,9 @@
 Makes (or reuses) a project with the demo data sets, trains a short SimCLR run
 on the digits *through the window* (so the Train view shows real curves),
 waits for the UMAP map, trains a short masked autoencoder for the
-Reconstructions view, and saves project.png, datasets.png, train.png, map.png,
-timeline.png, reconstructions.png and compare.png (the window at 1366×768). Works offscreen too (``QT_QPA_PLATFORM=offscreen``),
+Reconstructions view, word2vec on the shapes captions for the Words view, and saves
+project.png, datasets.png, train.png, map.png, timeline.png, reconstructions.png,
+compare.png, words.png, search.png and zero-shot.png (the window at 1366×768). Works offscreen too (``QT_QPA_PLATFORM=offscreen``),
 with Qt's built-in fonts.
 """
 from __future__ import annotations
@@ -29,6 +30,59 @@ def wait_until(app, predicate, timeout: float, step: float = 0.05) -> bool:
         time.sleep(step)
     app.processEvents()
     return predicate()
+
+
+def shoot_words(app, window, project, shot, epochs: int = 10, umap_timeout: float = 180.0) -> None:
+    """word2vec on the shapes captions (trained in-process), then the Words view with a
+    neighbour query, an analogy and a hovered word on the map."""
+    from engine.workbench import create_run, import_dataset, run_training
+    if "shapes-captions" not in {d.name for d in project.datasets()}:
+        import_dataset(project, "shapes-captions", "shapes-captions")
+    run_id = create_run(project, "shapes-captions", "word2vec",
+                        {"epochs": str(epochs), "sample": "0", "dim": "50"}, name="word2vec, captions")
+    for _ in run_training(project, run_id):
+        app.processEvents()
+    window.train_view.runs_changed.emit()
+    wv = window.words_view
+    window.show_view("words")
+    wv.show_run(run_id)
+    wait_until(app, lambda: wv.info is not None and wv.info["run_id"] == run_id, 60)
+    # UMAP spreads the tight clusters of this tiny corpus (colours, shapes, sizes) better than PCA.
+    wv.kind_combo.setCurrentIndex(wv.kind_combo.findData("umap"))
+    wait_until(app, lambda: wv.kind == "umap", umap_timeout)
+    wv.query_neighbours("red")
+    for edit, word in zip(wv.analogy_edits, ("red", "circle", "blue")):
+        edit.setText(word)
+    wv.query_analogy()
+    if "triangle" in wv.map_words:
+        wv.hover_point(wv.map_words.index("triangle"))
+    shot("words")
+
+
+def shoot_search(app, window, project, shot, epochs: int = 10) -> None:
+    """CLIP on the shapes (trained in-process), then the Search view: a text query with the
+    first result's captions, and zero-shot classification by colour."""
+    from engine.workbench import create_run, run_training
+    run_id = create_run(project, "shapes", "clip", {"epochs": str(epochs), "lr": "3e-3", "eval_every": "0"},
+                        name="clip on shapes")
+    for _ in run_training(project, run_id):
+        app.processEvents()
+    window.train_view.runs_changed.emit()
+    sv = window.search_view
+    window.show_view("search")
+    sv.show_run(run_id)
+    sv.query_edit.setText("a small red circle")
+    sv.run_query()
+    wait_until(app, lambda: sv.hits is not None and not sv.busy, 120)
+    if sv.results.count():
+        sv.results.setCurrentRow(0)
+        wait_until(app, lambda: sv.described is not None and not sv.busy, 60)
+    shot("search")
+    sv.tabs.setCurrentIndex(1)
+    sv.label_combo.setCurrentIndex(sv.label_combo.findData("colour"))
+    sv.run_zero_shot()
+    wait_until(app, lambda: sv.zero_shot_result is not None and not sv.busy, 60)
+    shot("zero-shot")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     window.compare_view.refresh()
     window.compare_view.select_runs([run_id, mae_id])
     shot("compare")
+
+    shoot_words(app, window, project, shot, umap_timeout=args.umap_timeout)
+    shoot_search(app, window, project, shot)
 
     dv = window.datasets_view
     window.show_view("datasets")

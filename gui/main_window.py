@@ -22,12 +22,15 @@ from .views.map_view import MapView
 from .views.project_view import ProjectView
 from .views.reconstructions_view import ReconstructionsView
 from .views.train_view import TrainView
+from .views.search_view import SearchView
+from .views.words_view import WordsView
 from .workers import FunctionWorker
 
 MAX_RECENT = 8
 #: Ctrl+<digit> per view. Fixed numbers, so a view added later (Words, Search) never shifts
 #: the shortcuts people learned; views not listed get the next free digits.
-VIEW_SHORTCUTS = {"project": 1, "train": 2, "map": 3, "datasets": 4, "reconstructions": 5, "compare": 6}
+VIEW_SHORTCUTS = {"project": 1, "train": 2, "map": 3, "datasets": 4, "reconstructions": 5, "compare": 6,
+                  "words": 7, "search": 8}
 
 
 def settings() -> QSettings:
@@ -104,6 +107,8 @@ class MainWindow(QMainWindow):
         self.datasets_view = DatasetsView()
         self.reconstructions_view = ReconstructionsView()
         self.compare_view = CompareView()
+        self.words_view = WordsView()
+        self.search_view = SearchView()
         self.add_view("project", "Project", self.project_view,
                       style.standardIcon(QStyle.StandardPixmap.SP_DirHomeIcon))
         self.add_view("datasets", "Datasets", self.datasets_view,
@@ -116,6 +121,10 @@ class MainWindow(QMainWindow):
                       style.standardIcon(QStyle.StandardPixmap.SP_FileDialogDetailedView))
         self.add_view("compare", "Compare", self.compare_view,
                       style.standardIcon(QStyle.StandardPixmap.SP_FileDialogListView))
+        self.add_view("words", "Words", self.words_view,
+                      style.standardIcon(QStyle.StandardPixmap.SP_FileDialogInfoView))
+        self.add_view("search", "Search", self.search_view,
+                      style.standardIcon(QStyle.StandardPixmap.SP_FileDialogContentsView))
 
         self.project_view.resume_requested.connect(self._resume_from_project_view)
         self.project_view.map_requested.connect(self.show_map)
@@ -264,7 +273,8 @@ class MainWindow(QMainWindow):
 
     def _on_runs_changed(self) -> None:
         # Only the visible view re-reads the project now; the others do when shown.
-        for view in (self.project_view, self.map_view, self.compare_view, self.reconstructions_view):
+        for view in (self.project_view, self.map_view, self.compare_view, self.reconstructions_view,
+                     self.words_view, self.search_view):
             if view.isVisible():
                 view.refresh()
         self._sync_actions()
@@ -384,7 +394,8 @@ class MainWindow(QMainWindow):
             return
         for w in (self.map_view._umap_worker, self.map_view._load_worker, self._open_worker,
                   self.project_view._import_worker, self.datasets_view._import_worker,
-                  self.datasets_view._load_worker, getattr(self.map_view, "_timeline_worker", None)):
+                  self.datasets_view._load_worker, getattr(self.map_view, "_timeline_worker", None),
+                  *self.words_view.workers(), self.search_view._worker):
             if w is not None and w.is_running() and hasattr(w, "cancel"):
                 w.cancel()
         super().closeEvent(ev)

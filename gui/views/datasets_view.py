@@ -4,6 +4,9 @@
   ``QListView`` over :class:`ThumbnailModel`, which draws a thumbnail only
   when the view asks for it (the visible items) and keeps the last few
   thousand, so 60,000 items scroll as smoothly as 60.
+* A text corpus shows its sentences instead (a list view over
+  :class:`SentenceModel`, virtualised the same way) and corpus statistics:
+  tokens, vocabulary, sentence lengths, the most frequent words.
 * Statistics of the data set: size, split, class counts, captions, skipped files.
 * Import of every kind in :data:`engine.data.DATASET_KINDS` (a form built from
   the kind's ``ParamSpec`` list), on a worker thread with a progress bar,
@@ -25,7 +28,7 @@ from PySide6.QtGui import QFontMetrics, QKeySequence, QPainter, QShortcut
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox,
                                QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QListView,
                                QMenu, QMessageBox, QProgressBar, QPushButton, QSizePolicy, QSpinBox,
-                               QSplitter, QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
+                               QSplitter, QStackedWidget, QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
 
 from ..images import thumbnail, to_qimage
 from ..widgets import ElidedLabel
@@ -111,6 +114,45 @@ class ThumbnailModel(QAbstractListModel):
             lines.append(f"<small>{html.escape(d.item_names[i])} · "
                          f"{'test' if d.split[i] else 'train'} split · #{i}</small>")
             return "<br>".join(lines)
+        if role == self.ItemRole:
+            return i
+        return None
+
+
+class SentenceModel(QAbstractListModel):
+    """The sentences of a :class:`~engine.data.text.TextData` (or a subset), one row each.
+
+    Rows are strings already in memory, so the list view asks only for the
+    visible ones (uniform row heights) and a million sentences scroll smoothly."""
+
+    ItemRole = Qt.ItemDataRole.UserRole     # the sentence's index in the corpus
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.data_set = None
+        self.rows = np.zeros(0, np.int64)
+
+    def set_data(self, data, rows: np.ndarray | None = None) -> None:
+        self.beginResetModel()
+        self.data_set = data
+        self.rows = (np.arange(data.n, dtype=np.int64) if data is not None and rows is None
+                     else np.asarray(rows if rows is not None else [], np.int64))
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt naming
+        return 0 if parent.isValid() else len(self.rows)
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or self.data_set is None:
+            return None
+        i = int(self.rows[index.row()])
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self.data_set.sentences[i]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            d = self.data_set
+            n = int(d.offsets[i + 1] - d.offsets[i])
+            return (f"<p>{html.escape(d.sentences[i])}</p><small>sentence #{i} · {n} tokens in the vocabulary · "
+                    f"{'held-out' if d.split[i] else 'train'} split</small>")
         if role == self.ItemRole:
             return i
         return None
@@ -236,10 +278,19 @@ class ImportDialog(QDialog):
             w = QCheckBox()
             w.setChecked(bool(spec.default))
             return w, w
-        if spec.type in (int, float) and spec.default is not None:
-            w = QSpinBox() if spec.type is int else QDoubleSpinBox()
+        if spec.type is int and spec.default is not None:
+            w = QSpinBox()
             w.setRange(int(spec.min) if spec.min is not None else -2**31,
                        int(spec.max) if spec.max is not None else 2**31 - 1)
+            w.setValue(spec.default)
+            return w, w
+        if spec.type is float and spec.default is not None:
+            # Float bounds stay floats (a fraction in [0, 0.5] must not become [0, 0]).
+            w = QDoubleSpinBox()
+            w.setDecimals(4)
+            w.setRange(float(spec.min) if spec.min is not None else -1e9,
+                       float(spec.max) if spec.max is not None else 1e9)
+            w.setSingleStep(0.01 if (spec.max is not None and spec.max <= 1) else 1.0)
             w.setValue(spec.default)
             return w, w
         # Paths, optional numbers and free text: a line edit ("" = absent).
@@ -423,7 +474,21 @@ class DatasetsView(QWidget):
         self.grid.setSelectionMode(QListView.SelectionMode.SingleSelection)
         self.grid.setModel(self.model)
         self.grid.selectionModel().currentChanged.connect(self._on_item_chosen)
-        split.addWidget(self.grid)
+        # A text corpus: its sentences, one per row (uniform heights: only visible rows are asked for).
+        self.sentence_model = SentenceModel(self)
+        self.sentences = QListView()
+        self.sentences.setUniformItemSizes(True)
+        self.sentences.setLayoutMode(QListView.LayoutMode.Batched)
+        self.sentences.setBatchSize(5000)
+        self.sentences.setAlternatingRowColors(True)
+        self.sentences.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.sentences.setWordWrap(False)
+        self.sentences.setModel(self.sentence_model)
+        self.sentences.selectionModel().currentChanged.connect(self._on_sentence_chosen)
+        self.items_stack = QStackedWidget()
+        self.items_stack.addWidget(self.grid)
+        self.items_stack.addWidget(self.sentences)
+        split.addWidget(self.items_stack)
 
         self.tabs = QTabWidget()
         self.stats = QTextBrowser()
@@ -451,7 +516,7 @@ class DatasetsView(QWidget):
         self.views_label.setWordWrap(True)
         self.views_label.setStyleSheet("color: gray;")
         pv.addWidget(self.views_label)
-        self.tabs.addTab(prev, "Augmentation preview")
+        self.preview_tab = self.tabs.addTab(prev, "Augmentation preview")
         split.addWidget(self.tabs)
         split.setStretchFactor(0, 1)
         split.setStretchFactor(1, 0)
@@ -477,6 +542,7 @@ class DatasetsView(QWidget):
         self.dataset_id = None
         self.data = None
         self.model.set_data(None)
+        self.sentence_model.set_data(None)
         self.method_combo.blockSignals(True)
         self.method_combo.clear()
         from engine.methods import METHODS
@@ -494,8 +560,10 @@ class DatasetsView(QWidget):
         self.dataset_combo.blockSignals(True)
         self.dataset_combo.clear()
         if self.project is not None:
+            from engine.workbench import kind_modality
             for d in self.project.datasets():
-                self.dataset_combo.addItem(f"{d.name}  ({d.n_items:,} items)", d.id)
+                unit = "sentences" if kind_modality(d.kind) == "text" else "items"
+                self.dataset_combo.addItem(f"{d.name}  ({d.n_items:,} {unit})", d.id)
         i = self.dataset_combo.findData(current) if current is not None else -1
         self.dataset_combo.setCurrentIndex(i if i >= 0 else (0 if self.dataset_combo.count() else -1))
         self.dataset_combo.setPlaceholderText("no data sets: Import… one")
@@ -505,7 +573,8 @@ class DatasetsView(QWidget):
             self._on_dataset_chosen()
         if self.project is None or not self.dataset_combo.count():
             self.stats.setHtml("<p>No data set yet. <b>Import…</b> adds one: the built-in digits and shapes, "
-                               "a folder or .zip of your images, IDX files or a torchvision set.</p>")
+                               "a folder or .zip of your images, IDX files, a torchvision set, or a text "
+                               "corpus (.txt, a folder or .zip of them, or the built-in shapes captions).</p>")
 
     def showEvent(self, ev) -> None:  # noqa: N802 - Qt naming
         super().showEvent(ev)
@@ -522,6 +591,9 @@ class DatasetsView(QWidget):
         if self.project is None:
             return
         i = self.dataset_combo.findData(dataset_id)
+        if i < 0:                      # added to the project by someone else (the CLI, a script)
+            self.refresh()
+            i = self.dataset_combo.findData(dataset_id)
         if i >= 0 and i != self.dataset_combo.currentIndex():
             self.dataset_combo.blockSignals(True)
             self.dataset_combo.setCurrentIndex(i)
@@ -545,12 +617,21 @@ class DatasetsView(QWidget):
         if dataset_id != self.dataset_id:
             return            # another data set was picked meanwhile
         self.data = data
-        self.model.set_data(data)
+        text = self.is_text
+        # Images show as a thumbnail grid, a corpus as its sentences; the preview is for image views.
+        self.model.set_data(None if text else data)
+        self.sentence_model.set_data(data if text else None)
+        self.items_stack.setCurrentWidget(self.sentences if text else self.grid)
+        self.tabs.setTabEnabled(self.preview_tab, not text)
+        self.tabs.setTabToolTip(self.preview_tab, "Text methods train on sentences, not on augmented views"
+                                if text else "")
+        if text and self.tabs.currentIndex() == self.preview_tab:
+            self.tabs.setCurrentIndex(0)
         self.show_combo.blockSignals(True)
         self.show_combo.clear()
-        self.show_combo.addItem("all items", ("all", None))
+        self.show_combo.addItem("all sentences" if text else "all items", ("all", None))
         self.show_combo.addItem("train split", ("split", 0))
-        self.show_combo.addItem("test split", ("split", 1))
+        self.show_combo.addItem("held-out split" if text else "test split", ("split", 1))
         if data.labels is not None:
             counts = np.bincount(data.labels, minlength=len(data.class_names or []))
             for k, c in enumerate(counts):
@@ -572,12 +653,17 @@ class DatasetsView(QWidget):
             rows = np.flatnonzero(self.data.labels == value)
         else:
             rows = None
-        self.model.set_data(self.data, rows)
+        (self.sentence_model if self.is_text else self.model).set_data(self.data, rows)
         self._update_count()
 
     def _update_count(self) -> None:
         d = self.data
         if d is None:
+            return
+        if self.is_text:
+            shown = self.sentence_model.rowCount()
+            what = f"{shown:,} of {d.n:,} sentences" if shown != d.n else f"{d.n:,} sentences"
+            self.count_label.setText(f"{what} · {d.n_tokens:,} tokens · {len(d.vocab):,} words")
             return
         shown = self.model.rowCount()
         what = f"{shown:,} of {d.n:,} items" if shown != d.n else f"{d.n:,} items"
@@ -589,7 +675,55 @@ class DatasetsView(QWidget):
             i = self.model.data(current, ThumbnailModel.ItemRole)
             self.message.emit(f"#{i}: {self.model.label_of(i)} — {self.data.item_names[i]}", 6000)
 
+    @property
+    def is_text(self) -> bool:
+        """The shown data set is a text corpus."""
+        return getattr(self.data, "modality", "images") == "text"
+
+    def _on_sentence_chosen(self, current, _previous) -> None:
+        if current.isValid() and self.is_text:
+            i = self.sentence_model.data(current, SentenceModel.ItemRole)
+            ids = self.data.sentence_ids(i)
+            self.message.emit(f"#{i}: {len(ids)} tokens: " + " ".join(self.data.vocab[t] for t in ids[:40]), 8000)
+
+    def _show_text_stats(self) -> None:
+        """Corpus statistics: tokens, vocabulary, sentence lengths, the most frequent words."""
+        d = self.data
+        rec = self.project.dataset(self.dataset_id)
+        s = d.stats()
+        stored = rec.stats if isinstance(rec.stats, dict) else {}
+        e = html.escape
+        lengths = s["sentence_length"]
+        rows = [("Kind", rec.kind), ("Sentences", f"{d.n:,}"),
+                ("Tokens", f"{s['n_tokens']:,}" + (f" (of {stored['n_tokens_raw']:,} before min_count)"
+                                                   if stored.get("n_tokens_raw", s["n_tokens"]) != s["n_tokens"]
+                                                   else "")),
+                ("Vocabulary", f"{s['n_types']:,} words"),
+                ("Sentence length", f"mean {lengths['mean']:.1f}, median {lengths['median']:.0f}, "
+                                    f"95 % ≤ {lengths['p95']:.0f}, longest {lengths['max']:,} tokens"),
+                ("Split", f"{s['split']['train']:,} train / {s['split']['heldout']:,} held out")]
+        if rec.params:
+            rows.append(("Imported with", ", ".join(f"{k}={v}" for k, v in rec.params.items())))
+        parts = ["<table cellspacing=2>"] + [f"<tr><td><b>{e(k)}</b>&nbsp;</td><td>{e(str(v))}</td></tr>"
+                                             for k, v in rows] + ["</table>"]
+        n_top = min(25, len(d.vocab))
+        top = int(d.counts[0]) if n_top else 1
+        parts.append(f"<p><b>The {n_top} most frequent words</b></p><table cellspacing=1>")
+        for w, c in zip(d.vocab[:n_top], d.counts[:n_top]):
+            bar = "█" * max(1, round(20 * int(c) / top))
+            parts.append(f"<tr><td>{e(w)}&nbsp;</td><td align=right>{int(c):,}&nbsp;</td>"
+                         f"<td><span style='color:#4e79a7'>{bar}</span></td></tr>")
+        parts.append("</table>")
+        skipped = stored.get("skipped_files") or []
+        if skipped:
+            parts.append(f"<p><b>{len(skipped)} files were skipped</b> at import:</p><ul>"
+                         + "".join(f"<li>{e(f)}</li>" for f in skipped[:30]) + "</ul>")
+        self.stats.setHtml("".join(parts))
+
     def _show_stats(self) -> None:
+        if self.is_text:
+            self._show_text_stats()
+            return
         d = self.data
         rec = self.project.dataset(self.dataset_id)
         s = d.stats()
@@ -637,6 +771,13 @@ class DatasetsView(QWidget):
         """Draw the pairs of views for the chosen method (fast: a few images, on this thread)."""
         method = self.method_combo.currentData()
         if self.data is None or method is None:
+            return
+        if self.is_text:
+            self.preview_arrays = None
+            self.preview_grid.set_rows([])
+            self.preview_grid.set_message("A text corpus has no augmented views: text methods train on "
+                                          "its sentences.")
+            self.views_label.setText("")
             return
         try:
             originals, v1, v2, views = make_preview(self.data, method, self.preview_seed)
@@ -704,14 +845,16 @@ class DatasetsView(QWidget):
         dataset_id, data = result
         self.refresh()
         self.datasets_changed.emit()
-        self.message.emit(f"Imported {data.name}: {data.n:,} items", 5000)
+        unit = "sentences" if getattr(data, "modality", "images") == "text" else "items"
+        self.message.emit(f"Imported {data.name}: {data.n:,} {unit}", 5000)
         self.dataset_id = None
         self.dataset_combo.setCurrentIndex(self.dataset_combo.findData(dataset_id))
         self.dataset_id = dataset_id
         self._on_loaded(dataset_id, data)
         if data.skipped:
             box = QMessageBox(QMessageBox.Icon.Information, "Some files were skipped",
-                              f"Imported {data.n:,} images; {len(data.skipped):,} "
+                              f"Imported {data.n:,} {'sentences' if unit == 'sentences' else 'images'}; "
+                              f"{len(data.skipped):,} "
                               f"{'file' if len(data.skipped) == 1 else 'files'} could not be read "
                               "and were skipped.", QMessageBox.StandardButton.Ok, self)
             box.setDetailedText("\n".join(f"{f}: {why}" for f, why in data.skipped))

@@ -395,7 +395,7 @@ class MapView(QWidget):
         self.colour_combo.clear()
         if data.labels is not None:
             self.colour_combo.addItem("label", "label")
-        for attr in data.attributes:
+        for attr in getattr(data, "attributes", {}):     # text data sets have none
             self.colour_combo.addItem(attr, f"attr:{attr}")
         self.colour_combo.addItem("nothing", "none")
         self.colour_combo.blockSignals(False)
@@ -667,6 +667,10 @@ class MapView(QWidget):
         """Label, caption and name of map point ``i``, as HTML."""
         data = self.info["data"]
         item = int(self.info["ids"][i])
+        if self.shows_words:
+            counts = getattr(data, "counts", None)
+            seen = f"<br><small>seen {int(counts[item]):,}×</small>" if counts is not None else ""
+            return f"<b>{html.escape(data.item_names[item])}</b>{seen}"
         lines = []
         if data.labels is not None:
             lab = int(data.labels[item])
@@ -677,8 +681,15 @@ class MapView(QWidget):
         lines.append(f"<small>{html.escape(data.item_names[item])}</small>")
         return "<br>".join(lines)
 
-    def item_image(self, i: int) -> np.ndarray:
-        return self.info["data"].images[int(self.info["ids"][i])]
+    def item_image(self, i: int) -> np.ndarray | None:
+        """Point ``i``'s image, or None for data without images (a text run's points are words)."""
+        images = getattr(self.info["data"], "images", None)
+        return None if images is None else images[int(self.info["ids"][i])]
+
+    @property
+    def shows_words(self) -> bool:
+        """The shown run's points are words (a text run), not images."""
+        return self.info is not None and getattr(self.info["data"], "modality", "images") == "text"
 
     def point_at(self, scene_pos) -> int | None:
         """The point nearest ``scene_pos`` within a few pixels, or None."""
@@ -714,7 +725,10 @@ class MapView(QWidget):
         if self.info is None:
             return
         self.hover_index = i
-        self.hover_image.setPixmap(thumbnail(self.item_image(i), HOVER_THUMB))
+        image = self.item_image(i)
+        self.hover_image.setVisible(image is not None)
+        if image is not None:
+            self.hover_image.setPixmap(thumbnail(image, HOVER_THUMB))
         self.hover_text.setText(self.item_text(i))
         self.hover_card.adjustSize()
         if scene_pos is None:
@@ -762,12 +776,25 @@ class MapView(QWidget):
         top, sims = self.nearest(i)
         self.neighbours = [int(j) for j in top]
         self.neighbour_sims = [float(s) for s in sims]
-        self.selected_image.setPixmap(thumbnail(self.item_image(i), 128))
+        image = self.item_image(i)
+        if image is None:
+            self.selected_image.clear()
+        else:
+            self.selected_image.setPixmap(thumbnail(image, 128))
         self.selected_title.setText(self.item_text(i))
         self.neighbour_list.clear()
         data = self.info["data"]
+        words = self.shows_words
+        # Words are listed one per line with their similarity; images as a grid of thumbnails.
+        self.neighbour_list.setViewMode(QListView.ViewMode.ListMode if words else QListView.ViewMode.IconMode)
+        self.neighbour_list.setGridSize(QSize() if words else QSize(NEIGHBOUR_THUMB + 30, NEIGHBOUR_THUMB + 40))
         for j, s in zip(self.neighbours, self.neighbour_sims):
             item = int(self.info["ids"][j])
+            if words:
+                it = QListWidgetItem(f"{data.item_names[item]}   {s:.3f}")
+                it.setData(Qt.ItemDataRole.UserRole, j)
+                self.neighbour_list.addItem(it)
+                continue
             if data.labels is not None:
                 lab = int(data.labels[item])
                 names = data.class_names or []

@@ -4,6 +4,10 @@ Training runs in a :class:`~gui.workers.TrainWorker`; this widget only reacts
 to its events. Events are folded into growable numpy buffers as they arrive
 and the curves are redrawn with ``setData`` at most ten times a second, so a
 fast run never floods the event loop with redraws.
+
+Text methods (word2vec, the masked language model) get the same view with
+what fits them: only text data sets in the picker, no augmented views, words/s
+as the throughput and their own evaluation metric in the lower plot.
 """
 from __future__ import annotations
 
@@ -27,6 +31,13 @@ from ..workers import TrainWorker
 #: Statuses a run can be resumed from. "running" and "paused" are left out: another
 #: process (the CLI, torchrun) may be training that run right now.
 RESUMABLE = ("stopped", "failed", "created")
+#: What the lower plot shows for a text run: the first of these metrics it reports.
+#: Training settings a text method does not read, hidden from its form: the image evaluations for
+#: every text method, and the optimiser settings word2vec replaces with its own SGD (linear decay).
+TEXT_UNUSED_TRAIN = ("linear_probe_every_eval", "knn_k", "timeline_items")
+UNUSED_TRAIN = {"word2vec": ("batch_size", "optimizer", "weight_decay", "warmup_epochs", "amp", "max_train_items")}
+TEXT_METRICS = (("analogy", "analogy accuracy"), ("masked_accuracy", "masked-token accuracy"),
+                ("neighbour_purity", "neighbour purity"))
 
 
 class Series:
@@ -103,6 +114,7 @@ class TrainView(QWidget):
         self._method_cls = None
         self._shown_defaults: dict[str, dict] = {}
         self._ips: list[float] = []
+        self._run_method: str | None = None      # the method of the run shown (started or resumed)
 
         self._build()
         self._redraw_timer = QTimer(self)
@@ -297,16 +309,31 @@ class TrainView(QWidget):
         self._building = True
         try:
             self.dataset_combo.clear()
+            from engine.workbench import kind_modality
+            modality = self.method_modality()
+            others = 0
             for d in self.project.datasets():
+                # Only data sets the chosen method can train on (images or text).
+                if kind_modality(d.kind) != modality:
+                    others += 1
+                    continue
                 size = d.stats.get("size") if isinstance(d.stats, dict) else None
                 extra = f", {size[0]}×{size[1]}" if size else ""
-                self.dataset_combo.addItem(f"{d.name}  ({d.n_items:,} items{extra})", d.id)
+                unit = "sentences" if modality == "text" else "items"
+                self.dataset_combo.addItem(f"{d.name}  ({d.n_items:,} {unit}{extra})", d.id)
             i = self.dataset_combo.findData(current) if current is not None else -1
             self.dataset_combo.setCurrentIndex(i if i >= 0 else (0 if self.dataset_combo.count() else -1))
         finally:
             self._building = False
         if self.dataset_combo.count() == 0:
-            self.dataset_combo.setPlaceholderText("No data sets: add one in the Project view")
+            self.dataset_combo.setPlaceholderText(
+                "No text data sets: import a corpus (or Shapes captions) in the Datasets view"
+                if modality == "text" and others else
+                "No image data sets: import one in the Datasets view" if others else
+                "No data sets: add one in the Datasets view")
+        self.dataset_combo.setToolTip(
+            f"The {modality} data set to train on (this method trains on {modality}; add more in the "
+            "Datasets view)")
         self._refresh_resumable()
         self._update_buttons()
 
@@ -349,7 +376,24 @@ class TrainView(QWidget):
 
     def _on_method_changed(self) -> None:
         if not self._building:
-            self._rebuild_forms(keep_train=True)
+            # The data sets on offer depend on the method's modality.
+            before = self.dataset_combo.currentData()
+            self._building = True
+            try:
+                self.refresh()
+            finally:
+                self._building = False
+            self._rebuild_forms(keep_train=before == self.dataset_combo.currentData())
+
+    def method_modality(self) -> str:
+        """"images" or "text": what the chosen method trains on."""
+        from engine.methods import METHODS
+        cls = METHODS.get(self.method_combo.currentData() or "")
+        return getattr(cls, "modality", "images") if cls is not None else "images"
+
+    @property
+    def is_text(self) -> bool:
+        return self.method_modality() == "text"
 
     def _defaults(self, method: str):
         """The engine's defaults for ``method`` on the chosen data set.
@@ -364,9 +408,11 @@ class TrainView(QWidget):
         rec = self._dataset_record()
         stats = rec.stats if rec is not None and isinstance(rec.stats, dict) else {}
         size = stats.get("size") or [32, 32]
+        from engine.workbench import kind_modality
         shape = SimpleNamespace(name=str(stats.get("name") or (rec.name if rec else "")),
                                 height=int(size[0]), width=int(size[1]),
-                                channels=int(stats.get("channels") or 3))
+                                channels=int(stats.get("channels") or 3),
+                                modality=kind_modality(rec.kind) if rec is not None else "images")
         cfg = default_run_config(method, shape)
         return get_method(method), cfg.train, cfg.method_config, cfg.views
 
@@ -387,7 +433,8 @@ class TrainView(QWidget):
         self._shown_defaults = {"train": cfgmod.to_dict(train), "views": cfgmod.to_dict(views)}
         self._method_cls = m
         self.tabs.clear()
-        self.train_form = ConfigForm(type(train), train)
+        hide = (TEXT_UNUSED_TRAIN if getattr(m, "modality", "images") == "text" else ()) + UNUSED_TRAIN.get(method, ())
+        self.train_form = ConfigForm(type(train), train, hide=hide)
         self.train_form.set_values(edits["train"])
         self.method_form = ConfigForm(m.Config, method_cfg)
         self.views_form = ConfigForm(type(views), views)
@@ -395,9 +442,12 @@ class TrainView(QWidget):
         self.tabs.addTab(_scroll(self.train_form), "Training")
         self.tabs.addTab(_scroll(self.method_form), f"{m.card.title} settings")
         i = self.tabs.addTab(_scroll(self.views_form), "Augmented views")
-        self.tabs.setTabEnabled(i, bool(m.uses_views))
-        self.tabs.setTabToolTip(i, "How the two views of an image are made" if m.uses_views
-                                else f"{m.card.title} does not use augmented views")
+        # Methods without views (text methods, PCA, autoencoders) do not show the tab at all.
+        uses_views = bool(m.uses_views) and getattr(m, "modality", "images") != "text"
+        self.tabs.setTabVisible(i, uses_views)
+        self.tabs.setTabEnabled(i, uses_views)
+        self.tabs.setTabToolTip(i, "How the two views of an image are made")
+        self._style_for_modality()
         for form in (self.train_form, self.method_form, self.views_form):
             form.validity_changed.connect(self._on_validity)
         self._show_card(m)
@@ -483,6 +533,7 @@ class TrainView(QWidget):
                                    name=self.name_edit.text().strip())
         self._clear_curves()
         self.run_id = None
+        self._run_method = cfg.method
         self.run_label.setText(f"Preparing {cfg.method}…")
         self._launch(TrainWorker(self.project, create=create))
         return True
@@ -493,8 +544,9 @@ class TrainView(QWidget):
             return False
         self._clear_curves()
         self.run_id = run_id
-        self._load_history(run_id)
         rec = self.project.run(run_id)
+        self._run_method = rec.method
+        self._load_history(run_id)
         self.run_label.setText(f"Resuming run #{run_id} {rec.name}…")
         self._launch(TrainWorker(self.project, run_id))
         return True
@@ -563,7 +615,8 @@ class TrainView(QWidget):
                 # checkpoint counts that time too and would read as a slump.
                 self._ips.append(ev.images_per_s)
                 del self._ips[:-20]
-                self.throughput_label.setText(f"{float(np.median(self._ips)):,.0f} images/s")
+                unit = "words/s" if self._run_is_text else "images/s"
+                self.throughput_label.setText(f"{float(np.median(self._ips)):,.0f} {unit}")
         elif isinstance(ev, T.Started):
             self.run_id = ev.run_id
             self._drop_after(ev.start_step)
@@ -573,7 +626,8 @@ class TrainView(QWidget):
             self.progress.setValue(ev.start_step)
             self.device_label.setText(f"on {ev.device}")
             what = "Resumed" if ev.start_step else "Training"
-            self.run_label.setText(f"{what} run #{ev.run_id}: {ev.n_train:,} training images, "
+            items = "words" if self._run_is_text else "images"
+            self.run_label.setText(f"{what} run #{ev.run_id}: {ev.n_train:,} training {items}, "
                                    f"{ev.steps_per_epoch} steps/epoch")
             self._set_state("running", f"Training run #{ev.run_id}")
             self.runs_changed.emit()
@@ -603,6 +657,15 @@ class TrainView(QWidget):
             self._show_error("Training failed", ev.error, ev.details)
 
     def _add_evaluation(self, epoch: float, metrics: dict) -> None:
+        if self._run_is_text:
+            # Text runs: the first metric they report of these, as a percentage.
+            for key, what in TEXT_METRICS:
+                if key in metrics and math.isfinite(metrics[key]):
+                    self.knn.append(epoch, metrics[key])
+                    self._set_eval_name(what)
+                    self.eval_label.setText(f"{what} {metrics[key]:.1%}")
+                    break
+            return
         if "knn" in metrics:
             self.knn.append(epoch, metrics["knn"])
         if "linear" in metrics:
@@ -683,7 +746,7 @@ class TrainView(QWidget):
         for r in rows:
             if r.name == "loss":
                 self.loss.append(r.step, r.value)
-            elif r.name in ("knn", "linear", "raw_knn", "random_knn"):
+            elif r.name in ("knn", "linear", "raw_knn", "random_knn") or r.name in dict(TEXT_METRICS):
                 evals.setdefault(r.epoch, {})[r.name] = r.value
         for epoch in sorted(evals):
             self._add_evaluation(epoch, evals[epoch])
@@ -698,6 +761,37 @@ class TrainView(QWidget):
         self.loss_curve.setData(self.loss.x.copy(), self.loss.y.copy())
         self.knn_curve.setData(self.knn.x.copy(), 100 * self.knn.y)
         self.linear_curve.setData(self.linear.x.copy(), 100 * self.linear.y)
+
+    # ------------------------------------------------------------------ text runs
+    @property
+    def _run_is_text(self) -> bool:
+        """The run being shown trains a text method (its method, not the one now picked)."""
+        from engine.methods import METHODS
+        cls = METHODS.get(self._run_method or self.method_combo.currentData() or "")
+        return cls is not None and getattr(cls, "modality", "images") == "text"
+
+    def _set_eval_name(self, name: str) -> None:
+        legend = self.knn_plot.getPlotItem().legend
+        label = legend.getLabel(self.knn_curve) if legend is not None else None
+        if label is not None and label.text != name:
+            label.setText(name)
+
+    def _style_for_modality(self) -> None:
+        """Titles that say what a text or an image run is measured by."""
+        if self.busy:
+            return
+        legend = self.knn_plot.getPlotItem().legend
+        if self.is_text:
+            self.knn_plot.setTitle("Evaluation of the representation (%)")
+            self._set_eval_name("evaluation")
+            if legend is not None and legend.getLabel(self.linear_curve) is not None:
+                legend.removeItem(self.linear_curve)      # text runs have no linear probe
+        else:
+            self.knn_plot.setTitle("Evaluation accuracy (test split)")
+            self._set_eval_name("kNN")
+            if legend is not None and legend.getLabel(self.linear_curve) is None:
+                legend.addItem(self.linear_curve, "linear probe")
+        style_plot(self.knn_plot)
 
     # ------------------------------------------------------------------ errors
     def _show_error(self, title: str, message: str, details: str) -> None:

@@ -127,7 +127,11 @@ def test_every_method_config_renders_valid_defaults(qtbot, method):
 
 def test_train_view_switches_between_all_methods(window):
     from engine.methods import METHODS
+    from engine.workbench import import_dataset
+    # Text methods are offered only text data sets: give them one.
+    import_dataset(window.project, "shapes-captions", "captions", n=100)
     tv = window.train_view
+    tv.refresh()
     window.show_view("train")
     for name, cls in METHODS.items():
         tv.method_combo.setCurrentIndex(tv.method_combo.findData(name))
