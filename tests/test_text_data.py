@@ -131,3 +131,23 @@ def test_heldout_sentences_come_in_runs_of_consecutive_sentences():
     assert np.array_equal(split, heldout_blocks(1000, 0.1, seed=4))
     assert not np.array_equal(split, heldout_blocks(1000, 0.1, seed=5))
     assert heldout_blocks(1, 0.5, seed=0).sum() == 0     # never everything
+
+
+def test_text8_downloads_once_cuts_pieces_and_explains_no_internet(tmp_path):
+    import zipfile
+    from engine.data.text import load_text8
+    words = " ".join(["anarchism originated as a term of abuse"] * 30)     # 210 words, one line
+    source = tmp_path / "served.zip"
+    with zipfile.ZipFile(source, "w") as z:
+        z.writestr("text8", " " + words)
+    root = tmp_path / "cache"
+    data = load_text8(root, words_per_sentence=50, min_count=1, heldout=0.0, url=source.as_uri())
+    assert (root / "text8.zip").is_file() and not (root / "text8.part").exists()
+    assert [len(s.split()) for s in data.sentences] == [50, 50, 50, 50, 10]
+    assert sorted(data.vocab) == sorted(set(words.split())) and set(data.counts) == {30}
+    # Once there, the archive is read from the cache: the source may go away.
+    source.unlink()
+    assert load_text8(root, words_per_sentence=50, min_count=1, url=source.as_uri()).n_tokens == 210
+    with pytest.raises(DataError, match="no internet connection"):
+        load_text8(tmp_path / "empty", url="http://127.0.0.1:9/text8.zip")
+    assert not (tmp_path / "empty" / "text8.part").exists()

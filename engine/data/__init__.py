@@ -249,6 +249,7 @@ _LOADER_MODULES: dict[str, str] = {
     # "module:function" where one module loads several kinds.
     "text": "engine.data.text:load_files",
     "shapes-captions": "engine.data.text:load_shapes_captions",
+    "text8": "engine.data.text:load_text8",
 }
 
 _SIZE = ParamSpec("size", int, 32, "Side of the square images in pixels.", min=4, max=512)
@@ -325,6 +326,18 @@ DATASET_KINDS: dict[str, DatasetKind] = {
         [ParamSpec("n", int, 2000, "Number of captions.", min=10, max=1_000_000),
          ParamSpec("seed", int, 0, "Random seed: the same seed writes the same captions.", min=0)],
         builtin=True, modality="text"),
+    "text8": DatasetKind(
+        "text8", "text8 (Wikipedia, 17 M words; downloaded)",
+        "The first 10^8 bytes of English Wikipedia, cleaned to lower-case words (Mahoney), the "
+        "classic word2vec corpus. Downloaded once (31 MB) when the machine has internet.",
+        [ParamSpec("root", Path, Path("~/.cache/pretext/text8"), "Folder where text8.zip is kept."),
+         ParamSpec("words_per_sentence", int, 1000, "text8 is one line: cut it into pieces of this "
+                   "many words (gensim's Text8Corpus cuts at 10,000).", min=10, max=100_000),
+         ParamSpec("max_words", int, 0, "Read only the first this many words (0: all 17 M).", min=0),
+         ParamSpec("min_count", int, 5, "Drop words seen fewer times than this.", min=1),
+         ParamSpec("heldout", float, 0.02, "Fraction of pieces held out for evaluation (seeded).",
+                   min=0.0, max=0.5)],
+        builtin=False, modality="text"),
 }
 
 

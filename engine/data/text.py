@@ -366,3 +366,48 @@ def load_shapes_captions(n: int = 2000, seed: int = 0, progress: Progress | None
         progress(n, n)
     return build_corpus("shapes-captions", captions, lowercase=True, punctuation="strip", seed=seed,
                         heldout=0.05, info={"source": f"shapes n={n} seed={seed}"}, cancel=cancel)
+
+
+TEXT8_URL = "http://mattmahoney.net/dc/text8.zip"
+
+
+def load_text8(root: Path = Path("~/.cache/pretext/text8"), words_per_sentence: int = 1000,
+               max_words: int = 0, min_count: int = 5, heldout: float = 0.02,
+               progress: Progress | None = None, cancel: Cancel | None = None,
+               url: str = TEXT8_URL) -> TextData:
+    """The ``text8`` kind: downloaded once into ``root``, then read from there."""
+    import urllib.request
+    root = Path(root).expanduser()
+    archive = root / "text8.zip"
+    if not archive.is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        partial = archive.with_suffix(".part")
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
+                total = int(response.headers.get("Content-Length") or 0)
+                done = 0
+                while chunk := response.read(1 << 20):
+                    check_cancel(cancel)
+                    out.write(chunk)
+                    done += len(chunk)
+                    if progress is not None and total:
+                        progress(done, total)
+        except DataError:
+            partial.unlink(missing_ok=True)
+            raise
+        except OSError as e:
+            partial.unlink(missing_ok=True)
+            raise DataError(f"could not download text8 from {url} to {root}: no internet connection? "
+                            f"({' '.join(str(e).split())[:200]}). Put text8.zip there by hand, or "
+                            "import a text file instead.") from None
+        partial.replace(archive)      # only a whole download counts as there
+    try:
+        with zipfile.ZipFile(archive) as z:
+            words = z.read("text8").decode("ascii").split()
+    except (zipfile.BadZipFile, KeyError, UnicodeDecodeError) as e:
+        raise DataError(f"{archive}: not the text8 archive ({e}); delete it to download again") from None
+    if max_words:
+        words = words[:max_words]
+    sentences = [" ".join(words[i:i + words_per_sentence]) for i in range(0, len(words), words_per_sentence)]
+    return build_corpus("text8", sentences, lowercase=False, punctuation="keep", min_count=min_count,
+                        heldout=heldout, info={"source": url}, cancel=cancel)

@@ -34,7 +34,7 @@ def tiny(n: int = 6, captions: bool = True) -> ImageData:
 
 def test_registry_lists_the_five_kinds_with_param_specs():
     assert set(DATASET_KINDS) == {"digits", "shapes", "image-folder", "mnist-idx", "torchvision",
-                                  "text", "shapes-captions"}
+                                  "text", "shapes-captions", "text8"}
     for name, kind in DATASET_KINDS.items():
         assert isinstance(kind, DatasetKind) and kind.name == name and kind.title and kind.description
         assert all(isinstance(p, ParamSpec) for p in kind.params)
