@@ -107,6 +107,22 @@ def test_temperature_is_learned_and_clamped():
     assert not fixed.log_scale.requires_grad
 
 
+def test_defaults_are_the_shapes_recipe_and_no_views_reach_the_images():
+    """The loop's defaults for CLIP are bench/clip_shapes.py's measured recipe, and the
+    run's view settings never touch CLIP's images (a crop or colour jitter would
+    contradict the caption's position and colour words)."""
+    from engine.train import default_run_config
+    data = _shapes()
+    run = default_run_config("clip", data)
+    assert (run.train.batch_size, run.train.weight_decay) == (128, 0.1)
+    assert not CLIP.uses_views
+    m = _small(data)
+    idx = torch.from_numpy(np.flatnonzero(data.split == 0)[:16])
+    plain, _ = m(_images(data)[idx], None, torch.Generator().manual_seed(0), index=idx)
+    viewed, _ = m(_images(data)[idx], run.views, torch.Generator().manual_seed(0), index=idx)
+    assert plain.item() == viewed.item()
+
+
 def test_vocabulary_lives_in_the_state_dict():
     data = _shapes()
     m = _small(data)
@@ -208,7 +224,19 @@ def test_two_processes_gather_the_global_batch(tmp_path):
         torch.testing.assert_close(got[f"grad.{n}"], g, rtol=1e-4, atol=1e-6, msg=n)
 
 
-def test_short_run_on_shapes_beats_chance(tmp_path):
+@pytest.fixture
+def one_thread():
+    """One torch and one BLAS thread: on the shared 2-core machine two threads wait for
+    each other at every op (a 3× slower run under load), and the test needs no speed-up."""
+    from threadpoolctl import threadpool_limits
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(before)
+
+
+def test_short_run_on_shapes_beats_chance(tmp_path, one_thread):
     from engine.cli import main as cli_main
     from engine.store import Project
     path = tmp_path / "s.pretext"
