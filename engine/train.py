@@ -12,6 +12,7 @@ exactly the steps an uninterrupted run would have taken.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 import threading
@@ -55,6 +56,8 @@ class TrainConfig:
     log_every: int = param(1, "Report the loss every this many steps", min=1, max=100000, advanced=True)
     max_train_items: int = param(0, "Train on at most this many images (0 = all)", min=0, max=10**9,
                                  advanced=True)
+    threads: int = param(0, "CPU threads for torch (0 = as many as there are cores); 1 can be "
+                            "much faster when other work keeps the cores busy", min=0, max=1024, advanced=True)
     timeline_items: int = param(2000, "Items embedded at every evaluation for the map timeline "
                                       "(0 = none)", min=0, max=10**6, advanced=True)
 
@@ -319,13 +322,35 @@ def train(project, run_id: int, data: ImageData, control: RunControl | None = No
     control = control or RunControl()
     dist = dist or DistInfo()
     try:
-        text = get_method(project.run(run_id).method).modality == "text"
+        record = project.run(run_id)
+        text = get_method(record.method).modality == "text"
+        threads = int(record.config.get("train", {}).get("threads") or 0)
     except Exception:  # noqa: BLE001 - the image loop below reports what is wrong
-        text = False
-    if text:
-        from .train_text import train_text
-        yield from train_text(project, run_id, data, control, dist)
-        return
+        text, threads = False, 0
+    with _torch_threads(threads):
+        if text:
+            from .train_text import train_text
+            yield from train_text(project, run_id, data, control, dist)
+        else:
+            yield from _train_reporting_failures(project, run_id, data, control, dist)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """torch's CPU threads set to ``n`` (0: left as they are) while a run trains.
+    On a machine whose cores are busy with other work, threads that wait for
+    each other at every layer can make a small model several times slower than
+    one thread does."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train_reporting_failures(project, run_id: int, data, control: RunControl, dist: DistInfo) -> Iterator[Event]:
     try:
         yield from _train(project, run_id, data, control, dist)
     except Exception as exc:  # noqa: BLE001 - every failure is reported, none is lost

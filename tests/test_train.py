@@ -144,3 +144,13 @@ def test_bad_overrides_are_reported(project):
     assert "temperature" in str(err.value)
     with pytest.raises(ConfigError):
         workbench.create_run(project, "digits", "simclr", {"no_such_key": "1"})
+
+
+def test_threads_setting_applies_while_training_and_is_restored(project):
+    before = torch.get_num_threads()
+    seen = []
+    run_id = workbench.create_run(project, "digits", "pca", {"threads": "1"})
+    for _ in workbench.run_training(project, run_id):
+        seen.append(torch.get_num_threads())
+    assert set(seen) == {1}
+    assert torch.get_num_threads() == before
