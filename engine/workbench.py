@@ -197,6 +197,86 @@ def final_embeddings(project: Project, run_id: int):
 
 
 # --------------------------------------------------------------------------------------
+# What the map shows of an item (Qt-free, so the views' logic is testable)
+
+
+def _split_of(embeddings) -> str:
+    return embeddings if isinstance(embeddings, str) else embeddings.split
+
+
+def item_names(data, embeddings) -> list[str]:
+    """The name of every item id of an embedding set (an EmbeddingRecord or its split):
+    the sentences for the masked language model's split "sentences" (ids are sentence
+    indices), else the data set's ``item_names`` (file names; the vocabulary for word2vec,
+    whose ids are word indices)."""
+    if _split_of(embeddings) == "sentences":
+        return data.sentences
+    return data.item_names
+
+
+def item_captions(data, embeddings) -> list[str] | None:
+    """The text a "caption contains…" search looks in, per item id: the captions of an
+    image data set, the sentences of a sentence map, None where items have no text
+    (plain images; the words of a word map are names, not captions)."""
+    if _split_of(embeddings) == "sentences":
+        return data.sentences
+    return getattr(data, "captions", None) or None
+
+
+def caption_matches(texts: list[str], ids: np.ndarray, query: str) -> np.ndarray:
+    """Which items ``ids`` have a text containing ``query`` as whole words, case-insensitive
+    ("red" matches "a red circle", not "tired"; "red circle" matches the phrase)."""
+    import re
+    words = re.findall(r"\w+", query.lower())
+    if not words or texts is None:
+        return np.zeros(len(ids), bool)
+    pattern = re.compile(r"(?<!\w)" + r"\W+".join(map(re.escape, words)) + r"(?!\w)", re.IGNORECASE)
+    return np.fromiter((pattern.search(texts[int(i)]) is not None for i in ids), bool, count=len(ids))
+
+
+def cluster_embeddings(vectors: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """k-means on the unit-length vectors (the cosine geometry the neighbours use):
+    one cluster number per row, 0 the largest cluster, so colours stay put between runs."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+    x = np.asarray(vectors, np.float32)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    k = int(max(1, min(k, len(x))))
+    if len(x) > 20_000:       # full k-means gets slow on the biggest maps; mini-batches are close
+        km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=4096)
+    else:
+        km = KMeans(n_clusters=k, random_state=seed, n_init=3)
+    labels = km.fit_predict(x)
+    order = np.argsort(-np.bincount(labels, minlength=k), kind="stable")
+    rank = np.empty(k, np.int64)
+    rank[order] = np.arange(k)
+    return rank[labels]
+
+
+SELECTION_COLUMNS = ("index", "name", "label", "x", "y")
+
+
+def export_selection(path: str | Path, data, embeddings, ids: np.ndarray, coords: np.ndarray) -> Path:
+    """Write selected map points as CSV: item index (into the data set, or the vocabulary /
+    sentences for text), name, label (empty without labels), and the map position x, y."""
+    import csv
+    names = item_names(data, embeddings)
+    labels = getattr(data, "labels", None)
+    classes = list(getattr(data, "class_names", None) or [])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(SELECTION_COLUMNS)
+        for i, (x, y) in zip(np.asarray(ids, np.int64), np.asarray(coords, np.float64)):
+            label = ""
+            if labels is not None:
+                lab = int(labels[i])
+                label = classes[lab] if lab < len(classes) else str(lab)
+            w.writerow([int(i), names[i], label, f"{x:.6g}", f"{y:.6g}"])
+    return path
+
+
+# --------------------------------------------------------------------------------------
 # The demo project
 
 
@@ -236,8 +316,9 @@ def export_embeddings(project: Project, embedding_id: int, out: Path, fmt: str) 
         cols = ["name"] + (["label"] if data.labels is not None else []) + \
             (["caption"] if data.captions else [])
         lines = ["\t".join(cols)]
+        names = item_names(data, project.embedding_set(embedding_id))
         for i in ids:
-            row = [data.item_names[i]]
+            row = [names[i]]
             if data.labels is not None:
                 names = data.class_names or []
                 lab = int(data.labels[i])

@@ -3,9 +3,20 @@
 The stored PCA projection appears at once; UMAP is computed in a worker
 thread (umap-learn compiles with numba on first use, which takes a while) and
 swapped in when ready, then stored in the project so the next visit is
-instant. All points are one ``ScatterPlotItem`` in pixel mode, coloured by
-class. Hovering shows the item's image and label; clicking lists its eight
-nearest neighbours by cosine similarity in embedding space (not on the map).
+instant. All points are one ``ScatterPlotItem`` in pixel mode; their brushes
+are numpy object arrays indexed from a small palette (one QBrush per colour,
+never one per point), so recolouring 100,000 points is a few array operations.
+Hovering shows the item's image (or its word, or its sentence for the masked
+language model) and label; clicking lists its eight nearest neighbours by
+cosine similarity in embedding space (not on the map).
+
+Colour by label, by an attribute, by a word in the captions (points whose
+caption or sentence contains it are highlighted, the others greyed) or by
+k-means cluster (computed on a worker). The lasso tool (or Shift + drag) draws
+a freehand outline; the points inside become the selection, shown as a grid
+or exported as CSV. "Compare with…" opens a second map of another run on the
+same data beside the first: hovering, clicking or lassoing in one shows the
+same items in the other.
 
 The timeline replays how the map formed: the run stores the embeddings of a
 fixed sample at every evaluation ("timeline" sets); each one is mapped with
@@ -17,32 +28,44 @@ points moving smoothly between frames.
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QPointF, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QIcon
-from PySide6.QtWidgets import (QComboBox, QFrame, QHBoxLayout, QLabel, QListView, QListWidget,
-                               QListWidgetItem, QProgressBar, QPushButton, QSlider, QSplitter,
-                               QStackedWidget, QStyle, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtGui import QColor, QIcon, QKeySequence, QShortcut
+from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QFrame, QHBoxLayout, QLabel, QLineEdit,
+                               QListView, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSlider,
+                               QSpinBox, QSplitter, QStackedWidget, QStyle, QToolButton, QVBoxLayout,
+                               QWidget)
 
 from ..images import thumbnail
-from ..theme import category_colors, is_dark, style_plot
-from ..widgets import ElidedLabel
+from ..theme import accent, category_colors, is_dark, style_plot
+from ..widgets import ElidedLabel, error_dialog
 from ..workers import FunctionWorker
 
 N_NEIGHBOURS = 8
 HOVER_RADIUS_PX = 8
 HOVER_THUMB = 96
 NEIGHBOUR_THUMB = 64
+GRID_THUMB = 56
+#: "Show as grid" lists at most this many selected items (thumbnails cost memory and time).
+GRID_CAP = 500
+#: Alpha of points outside the selection: see-through, so what is selected stays visible.
+FADED_ALPHA = 45
+#: Points whose caption does not contain the word: grey, and see-through for the same reason.
+OTHER_COLOUR = QColor(150, 150, 150, 110)
+MATCH_COLOUR = QColor("#f28e2b")
 #: Slider positions between two timeline frames (the points glide from one to the next).
 TIMELINE_SUBSTEPS = 10
 TIMELINE_TICK_MS = 40
+#: Typing a caption word or a k waits this long for the next key before recolouring.
+RECOLOUR_DELAY_MS = 250
 
 
 def load_map_data(project, run_id: int) -> dict:
     """Everything the view shows for one run (runs on a worker thread)."""
-    from engine.workbench import final_embeddings, load_dataset
+    from engine.workbench import final_embeddings, item_captions, item_names, load_dataset
     emb = final_embeddings(project, run_id)
     if emb is None:
         raise ValueError(f"run {run_id} has no final embeddings yet (it has not finished)")
@@ -55,8 +78,18 @@ def load_map_data(project, run_id: int) -> dict:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     unit = vectors / np.maximum(norms, 1e-12)
     n_timeline = len({e.epoch for e in project.embedding_sets(run_id) if e.split == "timeline"})
-    return {"run_id": run_id, "embedding_id": emb.id, "ids": ids, "vectors": vectors, "unit": unit,
-            "projections": projections, "data": data, "run": run, "n_timeline": n_timeline}
+    # The items are sentences (the masked language model), words (word2vec) or images.
+    if emb.split == "sentences":
+        points = "sentences"
+    else:
+        points = "words" if getattr(data, "modality", "images") == "text" else "images"
+    # row_of[item id] = its row on the map (-1: not on it), to find the same items in a second map.
+    row_of = np.full(int(ids.max()) + 1 if len(ids) else 0, -1, np.int64)
+    row_of[ids] = np.arange(len(ids))
+    return {"run_id": run_id, "embedding_id": emb.id, "split": emb.split, "ids": ids, "vectors": vectors,
+            "unit": unit, "projections": projections, "data": data, "run": run, "n_timeline": n_timeline,
+            "names": item_names(data, emb), "texts": item_captions(data, emb), "points": points,
+            "row_of": row_of}
 
 
 def compute_umap(project, embedding_id: int, progress=None) -> tuple[int, int, np.ndarray]:
@@ -66,6 +99,39 @@ def compute_umap(project, embedding_id: int, progress=None) -> tuple[int, int, n
     if progress is not None:
         progress(1.0, "done")
     return embedding_id, proj_id, project.load_projection(proj_id)
+
+
+def compute_clusters(embedding_id: int, vectors: np.ndarray, k: int) -> tuple[int, int, np.ndarray]:
+    """k-means clusters of an embedding set (on a worker thread): (embedding id, k, labels)."""
+    from engine.workbench import cluster_embeddings
+    return embedding_id, k, cluster_embeddings(vectors, k)
+
+
+def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Which of the (n, 2) ``points`` lie inside the closed (m, 2) ``polygon``.
+
+    Even-odd rule: a ray from the point to the right crosses the outline an odd
+    number of times. Vectorised over the points, one pass per edge, after a
+    bounding-box cut (a lasso is usually small beside the map). NaN points (not
+    drawn) are outside."""
+    pts = np.asarray(points, np.float64)
+    poly = np.asarray(polygon, np.float64)
+    inside = np.zeros(len(pts), bool)
+    if len(poly) < 3 or not len(pts):
+        return inside
+    lo, hi = poly.min(axis=0), poly.max(axis=0)
+    with np.errstate(invalid="ignore"):
+        cand = np.flatnonzero((pts[:, 0] >= lo[0]) & (pts[:, 0] <= hi[0])
+                              & (pts[:, 1] >= lo[1]) & (pts[:, 1] <= hi[1]))
+    x, y = pts[cand, 0], pts[cand, 1]
+    odd = np.zeros(len(cand), bool)
+    for (ax, ay), (bx, by) in zip(poly, np.roll(poly, -1, axis=0)):
+        c = np.flatnonzero((ay > y) != (by > y))       # the edge spans the point's height
+        if len(c):
+            x_edge = ax + (y[c] - ay) * (bx - ax) / (by - ay)
+            odd[c] ^= x[c] < x_edge
+    inside[cand] = odd
+    return inside
 
 
 def align_frames(frames: list[np.ndarray]) -> np.ndarray:
@@ -125,13 +191,113 @@ def compute_timeline(project, run_id: int) -> dict:
     return {"run_id": run_id, "epochs": epochs, "ids": ids, "frames": align_frames(vectors)}
 
 
+def _brush_array(colours: list[QColor]) -> np.ndarray:
+    """One QBrush per colour, as an object array that per-point brushes index into."""
+    out = np.empty(len(colours), dtype=object)
+    for i, c in enumerate(colours):
+        out[i] = pg.mkBrush(c)
+    return out
+
+
+class PaletteScatter(pg.ScatterPlotItem):
+    """A ScatterPlotItem for many points that share a few styles (a map's palette).
+
+    pyqtgraph finds every point's pre-rendered symbol in its atlas one point at a
+    time, in Python: about a second per 100,000 points on each recolour here. This
+    looks up each distinct (symbol, size, pen, brush) once and hands the result to
+    all points with numpy, then lets pyqtgraph draw as usual. Anything unexpected
+    in pyqtgraph's internals falls back to its own lookup."""
+
+    def set_brushes(self, brushes: np.ndarray) -> None:
+        """Per-point brushes, already QBrush objects (no per-point mkBrush)."""
+        if len(brushes) != len(self.data):
+            raise ValueError(f"{len(brushes)} brushes for {len(self.data)} points")
+        self.data["brush"] = brushes
+        self.data["sourceRect"] = 0
+        self.updateSpots()
+
+    def updateSpots(self, dataSet=None) -> None:  # noqa: N802,N803 - pyqtgraph naming
+        data = self.data if dataSet is None else dataSet
+        if not (self.opts["pxMode"] and self.opts["useCache"]) or len(data) < 1000:
+            return super().updateSpots(dataSet)
+        try:
+            todo = np.flatnonzero(data["sourceRect"]["w"] == 0)
+            if len(todo):
+                cols = list(self._style(["symbol", "size", "pen", "brush"], data=data, idx=todo))
+                # A style is the identity of its symbol, pen and brush objects and its size:
+                # equal styles made of distinct but equal objects only cost an extra lookup.
+                key = np.zeros(len(todo), np.int64)
+                for col in (np.fromiter(map(id, cols[0]), np.int64, len(todo)),
+                            np.asarray(cols[1], np.float64).view(np.int64),
+                            np.fromiter(map(id, cols[2]), np.int64, len(todo)),
+                            np.fromiter(map(id, cols[3]), np.int64, len(todo))):
+                    values, codes = np.unique(col, return_inverse=True)      # 1-D uniques are fast
+                    key = key * len(values) + codes.ravel()
+                _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+                rects = self.fragmentAtlas[list(zip(*(c[first] for c in cols)))]
+                data["sourceRect"][todo] = np.array(rects, dtype=data["sourceRect"].dtype)[inverse.ravel()]
+                self._maybeRebuildAtlas()
+                self.invalidate()
+            self._updateMaxSpotSizes(data=data)
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError):
+            data["sourceRect"] = 0
+            super().updateSpots(dataSet)
+
+
+class LassoViewBox(pg.ViewBox):
+    """A ViewBox whose left drag draws a freehand lasso instead of panning while
+    ``lasso_mode`` is on or Shift is held. The closed outline goes out, in view
+    coordinates, through ``lasso_finished``; the wheel and the right drag still zoom."""
+
+    lasso_finished = Signal(object)      # (m, 2) float array
+
+    def __init__(self):
+        super().__init__()
+        self.lasso_mode = False
+        self._path: list[tuple[float, float]] = []
+        self.outline = pg.PlotCurveItem()
+        self.outline.setZValue(30)
+        self.addItem(self.outline, ignoreBounds=True)
+
+    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802 - pyqtgraph naming
+        shift = bool(ev.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+        lasso = bool(self._path) or (ev.button() == Qt.MouseButton.LeftButton and axis is None
+                                     and (self.lasso_mode or shift))
+        if not lasso:
+            super().mouseDragEvent(ev, axis)
+            return
+        ev.accept()
+        if ev.isStart():
+            start = self.mapToView(ev.buttonDownPos())
+            self._path = [(start.x(), start.y())]
+        p = self.mapToView(ev.pos())
+        self._path.append((p.x(), p.y()))
+        if ev.isFinish():
+            polygon = np.array(self._path, np.float64)
+            self._path = []
+            self.outline.setData([], [])
+            self.lasso_finished.emit(polygon)
+        else:
+            closed = np.array(self._path + self._path[:1], np.float64)
+            self.outline.setData(closed[:, 0], closed[:, 1])
+
+
 class MapView(QWidget):
-    """Scatter of a run's embeddings, with hover previews and neighbours."""
+    """Scatter of a run's embeddings, with hover previews, neighbours, colourings, a lasso
+    selection and an optional second map linked to it.
 
-    map_ready = Signal(str)      # "pca" or "umap", once drawn
+    ``compact=True`` makes the second map of a comparison: no run picker, timeline,
+    selection tools or neighbour panel of its own (the first map's serve both)."""
 
-    def __init__(self, parent: QWidget | None = None):
+    map_ready = Signal(str)              # "pca" or "umap", once drawn
+    hovered = Signal(int)                # the item id under the mouse, -1 when none (for a linked map)
+    item_clicked = Signal(int)           # the item id clicked (for a linked map)
+    selection_changed = Signal(object)   # item ids (int64 array) of the lasso selection
+    close_requested = Signal()           # a compact map's close button
+
+    def __init__(self, parent: QWidget | None = None, compact: bool = False):
         super().__init__(parent)
+        self.compact = compact
         self.project = None
         self.run_id: int | None = None
         self.info: dict | None = None
@@ -144,10 +310,20 @@ class MapView(QWidget):
         self.selected_index: int | None = None
         self.neighbours: list[int] = []
         self.neighbour_sims: list[float] = []
+        self.selection = np.zeros(0, np.int64)  # rows inside the lasso
+        self.match_count: int | None = None      # points whose caption contains the word
         self.auto_umap = True
+        self.partner: MapView | None = None      # the second map of a comparison
+        self.grid_dialog: QDialog | None = None
+        self._partner_fresh = False
+        self._hovered_item = -1
         self._load_worker: FunctionWorker | None = None
         self._umap_worker: FunctionWorker | None = None
-        self._brushes: list[QBrush] = []
+        self._cluster_worker: FunctionWorker | None = None
+        self._clusters: dict[tuple[int, int], np.ndarray] = {}     # (embedding id, k) → labels
+        self._palette = _brush_array([QColor("#4e79a7")])
+        self._faded = _brush_array([QColor(78, 121, 167, FADED_ALPHA)])
+        self._brushes = np.empty(0, dtype=object)     # per point, indexes into the palettes
         self._umap_error = ""
         self.timeline: dict | None = None        # compute_timeline's result for the shown run
         self.timeline_points = np.zeros(0, np.int64)   # map points (rows of info["ids"]) in the timeline
@@ -156,20 +332,48 @@ class MapView(QWidget):
         self._play_timer = QTimer(self)
         self._play_timer.setInterval(TIMELINE_TICK_MS)
         self._play_timer.timeout.connect(self._play_tick)
+        self._recolour_timer = QTimer(self)
+        self._recolour_timer.setSingleShot(True)
+        self._recolour_timer.setInterval(RECOLOUR_DELAY_MS)
+        self._recolour_timer.timeout.connect(self._on_colour_chosen)
         self._build()
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
         root = QVBoxLayout(self)
-        root.setContentsMargins(6, 6, 6, 6)
+        margin = 0 if self.compact else 6
+        root.setContentsMargins(margin, margin, margin, margin)
         bar = QHBoxLayout()
         self.run_combo = QComboBox()
         self.run_combo.setMinimumContentsLength(20)
         self.run_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.run_combo.currentIndexChanged.connect(self._on_run_chosen)
+        self.title = ElidedLabel("")             # the compact map's run name, in place of the picker
+        font = self.title.font()
+        font.setBold(True)
+        self.title.setFont(font)
         self.colour_combo = QComboBox()
-        self.colour_combo.setToolTip("Colour the points by their label or another attribute")
+        self.colour_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.colour_combo.setToolTip("Colour the points by their label, an attribute, a word in their "
+                                     "captions or a k-means cluster of the embeddings")
         self.colour_combo.currentIndexChanged.connect(self._on_colour_chosen)
+        self.caption_edit = QLineEdit()
+        self.caption_edit.setPlaceholderText("word…")
+        self.caption_edit.setClearButtonEnabled(True)
+        self.caption_edit.setMaximumWidth(140)
+        self.caption_edit.setToolTip("Highlight the points whose caption (or sentence) contains this word "
+                                     "or phrase, whole words, any case")
+        self.caption_edit.textChanged.connect(lambda _t: self._recolour_timer.start())
+        self.caption_edit.returnPressed.connect(self._on_colour_chosen)
+        self.k_spin = QSpinBox()
+        self.k_spin.setRange(2, 40)
+        self.k_spin.setValue(8)
+        self.k_spin.setPrefix("k = ")
+        self.k_spin.setToolTip("Number of k-means clusters (on the embeddings, cosine geometry)")
+        self.k_spin.valueChanged.connect(lambda _v: self._recolour_timer.start())
+        self.colour_note = QLabel("")
+        for w in (self.caption_edit, self.k_spin, self.colour_note):
+            w.setVisible(False)
         self.kind_combo = QComboBox()
         self.kind_combo.addItem("PCA", "pca")
         self.kind_combo.addItem("UMAP", "umap")
@@ -185,18 +389,80 @@ class MapView(QWidget):
         self.timeline_button.setCheckable(True)
         self.timeline_button.setToolTip("Replay how the map formed: the embedding at every evaluated epoch, "
                                         "aligned frame to frame (Ctrl+T)")
-        self.timeline_button.setShortcut("Ctrl+T")
         self.timeline_button.toggled.connect(self.set_timeline)
-        bar.addWidget(QLabel("Run"))
-        bar.addWidget(self.run_combo, 2)
+        if self.compact:
+            close = QToolButton()
+            close.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_TitleBarCloseButton))
+            close.setToolTip("Close the second map")
+            close.clicked.connect(lambda: self.close_requested.emit())
+            bar.addWidget(self.title, 2)
+            self.run_combo.setVisible(False)
+            self.timeline_button.setVisible(False)
+        else:
+            self.timeline_button.setShortcut("Ctrl+T")
+            bar.addWidget(QLabel("Run"))
+            bar.addWidget(self.run_combo, 2)
+            self.title.setVisible(False)
         bar.addWidget(QLabel("Colour by"))
         bar.addWidget(self.colour_combo)
+        bar.addWidget(self.caption_edit)
+        bar.addWidget(self.k_spin)
+        bar.addWidget(self.colour_note)
         bar.addWidget(QLabel("Map"))
         bar.addWidget(self.kind_combo)
-        bar.addWidget(self.timeline_button)
+        if not self.compact:
+            bar.addWidget(self.timeline_button)
         bar.addWidget(self.umap_progress)
-        bar.addWidget(self.status, 1)
+        if self.compact:
+            bar.addWidget(self.status, 1)       # the first map shows its status on the tools row
+            bar.addWidget(close)
+        else:
+            bar.addStretch(1)
         root.addLayout(bar)
+
+        # The selection tools and the comparison picker (the first map's, serving both).
+        self.tools_bar = QWidget()
+        tools = QHBoxLayout(self.tools_bar)
+        tools.setContentsMargins(0, 0, 0, 0)
+        self.lasso_button = QToolButton()
+        self.lasso_button.setText("Lasso")
+        self.lasso_button.setCheckable(True)
+        self.lasso_button.setToolTip("Drag to draw a freehand lasso around points to select them "
+                                     "(Ctrl+L; or hold Shift and drag at any time). Esc clears.")
+        if not self.compact:
+            self.lasso_button.setShortcut("Ctrl+L")
+        self.lasso_button.toggled.connect(self._on_lasso_tool)
+        self.selection_label = QLabel("")
+        self.grid_button = QPushButton("Show as grid")
+        self.grid_button.setToolTip(f"The selected items in a window (the first {GRID_CAP})")
+        self.grid_button.clicked.connect(self.show_selection_grid)
+        self.export_button = QPushButton("Export selection…")
+        self.export_button.setToolTip("Save the selected items as CSV: index, name, label, x, y")
+        self.export_button.clicked.connect(lambda: self.export_selection())
+        self.clear_lasso_button = QPushButton("Clear")
+        self.clear_lasso_button.setToolTip("Clear the selection (Esc)")
+        self.clear_lasso_button.clicked.connect(self.clear_lasso)
+        self.compare_combo = QComboBox()
+        self.compare_combo.setMinimumContentsLength(18)
+        self.compare_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.compare_combo.setToolTip("Open a second map of another finished run on the same data beside "
+                                      "this one; hovering, clicking and lassoing show the same items in both")
+        self.compare_combo.currentIndexChanged.connect(self._on_compare_chosen)
+        tools.addWidget(self.lasso_button)
+        tools.addWidget(self.selection_label)
+        tools.addWidget(self.grid_button)
+        tools.addWidget(self.export_button)
+        tools.addWidget(self.clear_lasso_button)
+        if not self.compact:
+            tools.addWidget(self.status, 1)
+        tools.addWidget(QLabel("Compare with"))
+        tools.addWidget(self.compare_combo)
+        root.addWidget(self.tools_bar)
+        self.tools_bar.setVisible(not self.compact)
+        if not self.compact:       # one Esc for both maps (the second is a child of the first)
+            esc = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
+            esc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            esc.activated.connect(self.clear_lasso)
 
         self.pages = QStackedWidget()
         self.empty = QLabel()
@@ -205,17 +471,23 @@ class MapView(QWidget):
         self.empty.setText(self._empty_text())
         self.pages.addWidget(self.empty)
 
-        split = QSplitter(Qt.Orientation.Horizontal)
-        self.plot = pg.PlotWidget()
+        self.split = split = QSplitter(Qt.Orientation.Horizontal)
+        self.vb = LassoViewBox()
+        self.vb.lasso_finished.connect(self.select_polygon)
+        self.plot = pg.PlotWidget(viewBox=self.vb)
         self.plot.setAspectLocked(True)
         self.plot.hideAxis("left")
         self.plot.hideAxis("bottom")
         self.plot.setMenuEnabled(False)
         self.plot.getPlotItem().hideButtons()
-        self.scatter = pg.ScatterPlotItem(pxMode=True, size=6, pen=None, symbol="o")
+        self.scatter = PaletteScatter(pxMode=True, size=6, pen=None, symbol="o")
         self.plot.addItem(self.scatter)
         self.highlight = pg.ScatterPlotItem(pxMode=True, size=12, brush=None, symbol="o")
         self.plot.addItem(self.highlight)
+        # Where the item hovered in the linked map lies on this one.
+        self.link_marker = pg.ScatterPlotItem(pxMode=True, size=18, brush=None, symbol="o")
+        self.link_marker.setZValue(25)
+        self.plot.addItem(self.link_marker)
         self.legend = pg.LegendItem(offset=(-10, 10), labelTextSize="8pt")
         self.legend.setParentItem(self.plot.getPlotItem().vb)
         self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
@@ -262,7 +534,7 @@ class MapView(QWidget):
         hc.addWidget(self.hover_text)
         self.hover_card.hide()
 
-        side = QWidget()
+        self.side = side = QWidget()
         sv = QVBoxLayout(side)
         sv.setContentsMargins(4, 0, 0, 0)
         self.selected_title = QLabel("<b>Click a point</b> to see its nearest neighbours "
@@ -287,8 +559,10 @@ class MapView(QWidget):
         split.setStretchFactor(0, 1)
         split.setStretchFactor(1, 0)
         split.setSizes([900, 260])
+        side.setVisible(not self.compact)
         self.pages.addWidget(split)
         root.addWidget(self.pages, 1)
+        self._update_selection_ui()
 
     def _empty_text(self) -> str:
         if self.project is None:
@@ -309,9 +583,11 @@ class MapView(QWidget):
 
     # ------------------------------------------------------------------ project
     def set_project(self, project) -> None:
+        self.close_compare()
         self.project = project
         self.info = None
         self.run_id = None
+        self._clusters.clear()
         self.refresh()
 
     def refresh(self) -> None:
@@ -334,15 +610,20 @@ class MapView(QWidget):
         if not has_runs:
             self.pages.setCurrentIndex(0)
             return
+        if self.compact:          # the first map says which run this one shows
+            return
         i = self.run_combo.findData(current) if current is not None else 0
         self.run_combo.blockSignals(True)
         self.run_combo.setCurrentIndex(max(i, 0))
         self.run_combo.blockSignals(False)
         if self.run_combo.currentData() != self.run_id and self.isVisible():
             self._on_run_chosen()
+        self._fill_compare()
 
     def showEvent(self, ev) -> None:  # noqa: N802 - Qt naming
         super().showEvent(ev)
+        if self.compact:
+            return
         self.refresh()
         if self.run_combo.count() and self.run_combo.currentData() != self.run_id:
             self._on_run_chosen()
@@ -386,6 +667,8 @@ class MapView(QWidget):
             return  # the user picked another run meanwhile
         self.info = info
         self.pages.setCurrentIndex(1)
+        run = info["run"]
+        self.title.setText(f"#{run.id} {run.name or run.method}")
         # The same run loaded again (a refresh) keeps its timeline; another run starts without one.
         keep_timeline = self.timeline_active and self._timeline_run_id == info["run_id"]
         if not keep_timeline:
@@ -397,8 +680,16 @@ class MapView(QWidget):
             self.colour_combo.addItem("label", "label")
         for attr in getattr(data, "attributes", {}):     # text data sets have none
             self.colour_combo.addItem(attr, f"attr:{attr}")
+        if info["texts"] is not None:
+            what = "sentence" if info["points"] == "sentences" else "caption"
+            self.colour_combo.addItem(f"{what} contains…", "caption")
+        self.colour_combo.addItem("cluster (k-means)", "cluster")
         self.colour_combo.addItem("nothing", "none")
         self.colour_combo.blockSignals(False)
+        self.selection = np.zeros(0, np.int64)
+        self._hovered_item = -1
+        self.link_marker.setData([], [])
+        self._show_colour_extras()
         self._apply_colours()
         self.clear_selection()
         want = "umap" if "umap" in info["projections"] else "pca"
@@ -406,8 +697,11 @@ class MapView(QWidget):
             from engine.maps import pca_2d
             info["projections"]["pca"] = (None, pca_2d(info["vectors"]))
         self._draw(want)
+        self._update_selection_ui()
         if keep_timeline and self.timeline is not None and self.timeline["run_id"] == info["run_id"]:
             self._on_timeline(self.timeline)
+        if not self.compact:
+            self._fill_compare()
         if "umap" not in info["projections"] and self.auto_umap:
             self.start_umap()
 
@@ -537,8 +831,8 @@ class MapView(QWidget):
         self.coords = coords
         n = len(pts)
         size = 7 if n < 2000 else 5 if n < 20000 else 3
-        self.scatter.setData(x=c[:, 0], y=c[:, 1], brush=[self._brushes[j] for j in pts], size=size,
-                             pen=None, data=pts)
+        self.scatter.setData(x=c[:, 0], y=c[:, 1], size=size, pen=None, data=pts)
+        self.scatter.set_brushes(self._brushes[pts])
         k = int(round(t))
         self.timeline_label.setText(f"epoch {epochs[k]} · frame {k + 1} of {len(frames)}")
         self._update_highlight()
@@ -564,7 +858,8 @@ class MapView(QWidget):
         if self.info is None or self.coords is None:
             return
         run = self.info["run"]
-        text = (f"{self.kind.upper()} of {len(self.coords):,} items · {self.info['vectors'].shape[1]}-d "
+        noun = {"sentences": "sentences", "words": "words"}.get(self.info["points"], "items")
+        text = (f"{self.kind.upper()} of {len(self.coords):,} {noun} · {self.info['vectors'].shape[1]}-d "
                 f"{run.method} features")
         busy = self._umap_worker is not None and self._umap_worker.is_running()
         if busy:
@@ -585,20 +880,29 @@ class MapView(QWidget):
         elif kind == "umap":
             self.start_umap()
 
-    # ------------------------------------------------------------------ drawing
+    # ------------------------------------------------------------------ colours
+    def _show_colour_extras(self) -> None:
+        key = self.colour_combo.currentData() or "none"
+        self.caption_edit.setVisible(key == "caption")
+        self.k_spin.setVisible(key == "cluster")
+        self.colour_note.setVisible(key in ("caption", "cluster"))
+
     def _on_colour_chosen(self, *_):
+        self._recolour_timer.stop()
+        self._show_colour_extras()
         if self.info is not None:
             self._apply_colours()
-            if self.timeline_active and self.timeline is not None:
-                self._draw_timeline(self.timeline_slider.value())
-            else:
-                self.scatter.setBrush(self._brushes)
+            self._push_brushes()
             self._update_legend()
 
     def _apply_colours(self) -> None:
+        """Colour groups per point for the chosen colouring, and the per-point brushes."""
         data = self.info["data"]
         ids = self.info["ids"]
         key = self.colour_combo.currentData() or "none"
+        colours: list[QColor] | None = None
+        self.match_count = None
+        self.colour_note.setText("")
         if key == "label" and data.labels is not None:
             groups = data.labels[ids]
             names = list(data.class_names or [])
@@ -606,6 +910,28 @@ class MapView(QWidget):
             a_ids, names = data.attributes[key[5:]]
             groups = np.asarray(a_ids)[ids]
             names = list(names)
+        elif key == "caption" and self.caption_edit.text().strip():
+            from engine.workbench import caption_matches
+            query = self.caption_edit.text().strip()
+            match = caption_matches(self.info["texts"], ids, query)
+            m = self.match_count = int(match.sum())
+            groups = match.astype(np.int64)
+            names = [f"other ({len(ids) - m:,})", f"contains “{query}” ({m:,})"]
+            colours = [OTHER_COLOUR, MATCH_COLOUR]
+            self.colour_note.setText(f"{m:,} of {len(ids):,}")
+        elif key == "cluster":
+            k = self.k_spin.value()
+            labels = self._clusters.get((self.info["embedding_id"], k))
+            if labels is None:
+                self._start_clusters(k)
+                groups = np.zeros(len(ids), np.int64)
+                names = ["clustering…"]
+                self.colour_note.setText("clustering…")
+            else:
+                groups = labels
+                counts = np.bincount(labels, minlength=k)
+                names = [f"cluster {c + 1} ({counts[c]:,})" for c in range(k)]
+                self.colour_note.setText(f"{k} clusters")
         else:
             groups = np.zeros(len(ids), np.int64)
             names = ["all items"]
@@ -613,10 +939,57 @@ class MapView(QWidget):
         names = names + [str(i) for i in range(len(names), k)]
         self.labels = np.asarray(groups, np.int64)
         self.group_names = names
-        self.class_colors = category_colors(k)
-        brushes = [pg.mkBrush(c) for c in self.class_colors]
-        self._brushes = [brushes[g] for g in self.labels]
+        self.class_colors = colours or category_colors(k)
+        self._palette = _brush_array(self.class_colors)
+        faded = []
+        for c in self.class_colors:
+            f = QColor(c)
+            f.setAlpha(min(FADED_ALPHA, c.alpha()))
+            faded.append(f)
+        self._faded = _brush_array(faded)
+        self._compose_brushes()
 
+    def _compose_brushes(self) -> None:
+        """Per-point brushes: the group's colour, faded outside a non-empty selection (array
+        indexing: the points share the palette's few QBrush objects)."""
+        if len(self.selection):
+            inside = np.zeros(len(self.labels), bool)
+            inside[self.selection] = True
+            self._brushes = np.where(inside, self._palette[self.labels], self._faded[self.labels])
+        else:
+            self._brushes = self._palette[self.labels]
+
+    def _push_brushes(self) -> None:
+        """Hand the current brushes to the scatter (all points, or the timeline's sample)."""
+        if self.timeline_active and self.timeline is not None:
+            self._draw_timeline(self.timeline_slider.value())
+        elif len(self.scatter.data) == len(self._brushes):
+            self.scatter.set_brushes(self._brushes)
+
+    def _start_clusters(self, k: int) -> None:
+        if self._cluster_worker is not None and self._cluster_worker.is_running():
+            args = self._cluster_worker.args
+            if args[0] == self.info["embedding_id"] and args[2] == k:
+                return          # already on its way
+        worker = FunctionWorker(compute_clusters, self.info["embedding_id"], self.info["vectors"], k,
+                                thread_name="pretext-kmeans")
+        worker.result.connect(self._on_clusters)
+        worker.errored.connect(self._on_clusters_error)
+        self._cluster_worker = worker
+        worker.start()
+
+    def _on_clusters(self, result) -> None:
+        emb_id, k, labels = result
+        self._clusters[(emb_id, k)] = labels
+        if (self.info is not None and emb_id == self.info["embedding_id"] and k == self.k_spin.value()
+                and self.colour_combo.currentData() == "cluster"):
+            self._on_colour_chosen()
+
+    def _on_clusters_error(self, message: str, details: str) -> None:
+        self.colour_note.setText("")
+        self.status.setText(f"k-means failed: {message}")
+
+    # ------------------------------------------------------------------ drawing
     def _draw(self, kind: str) -> None:
         coords = np.asarray(self.info["projections"][kind][1], np.float32)
         from engine.maps import normalise_coords
@@ -624,10 +997,11 @@ class MapView(QWidget):
         self.kind = kind
         n = len(self.coords)
         size = 7 if n < 2000 else 5 if n < 20000 else 3
-        self.scatter.setData(x=self.coords[:, 0], y=self.coords[:, 1], brush=self._brushes,
-                             size=size, pen=None, data=np.arange(n))
+        self.scatter.setData(x=self.coords[:, 0], y=self.coords[:, 1], size=size, pen=None, data=np.arange(n))
+        self.scatter.set_brushes(self._brushes)
         self._update_legend()
         self._update_highlight()
+        self.link_marker.setData([], [])
         self.plot.getPlotItem().vb.autoRange(padding=0.05)
         self.kind_combo.blockSignals(True)
         self.kind_combo.setCurrentIndex(self.kind_combo.findData(kind))
@@ -650,6 +1024,8 @@ class MapView(QWidget):
     def _style_highlight(self) -> None:
         colour = QColor("white") if is_dark(self) else QColor("black")
         self.highlight.setPen(pg.mkPen(colour, width=1.5))
+        self.link_marker.setPen(pg.mkPen(accent(self), width=2.5))
+        self.vb.outline.setPen(pg.mkPen(colour, width=1.5, style=Qt.PenStyle.DashLine))
 
     def _update_highlight(self) -> None:
         self._style_highlight()
@@ -667,19 +1043,28 @@ class MapView(QWidget):
         """Label, caption and name of map point ``i``, as HTML."""
         data = self.info["data"]
         item = int(self.info["ids"][i])
-        if self.shows_words:
+        names = self.info["names"]
+        points = self.info["points"]
+        if points == "sentences":
+            part = "held-out" if int(data.split[item]) == 1 else "training"
+            return f"{html.escape(names[item])}<br><small>sentence {item:,} · {part} text</small>"
+        if points == "words":
             counts = getattr(data, "counts", None)
             seen = f"<br><small>seen {int(counts[item]):,}×</small>" if counts is not None else ""
-            return f"<b>{html.escape(data.item_names[item])}</b>{seen}"
+            return f"<b>{html.escape(names[item])}</b>{seen}"
         lines = []
         if data.labels is not None:
-            lab = int(data.labels[item])
-            names = data.class_names or []
-            lines.append(f"<b>{html.escape(names[lab] if lab < len(names) else str(lab))}</b>")
+            lines.append(f"<b>{html.escape(self._label_of(item))}</b>")
         if data.captions:
             lines.append(html.escape(data.captions[item]))
-        lines.append(f"<small>{html.escape(data.item_names[item])}</small>")
+        lines.append(f"<small>{html.escape(names[item])}</small>")
         return "<br>".join(lines)
+
+    def _label_of(self, item: int) -> str:
+        data = self.info["data"]
+        lab = int(data.labels[item])
+        names = data.class_names or []
+        return names[lab] if lab < len(names) else str(lab)
 
     def item_image(self, i: int) -> np.ndarray | None:
         """Point ``i``'s image, or None for data without images (a text run's points are words)."""
@@ -688,8 +1073,18 @@ class MapView(QWidget):
 
     @property
     def shows_words(self) -> bool:
-        """The shown run's points are words (a text run), not images."""
-        return self.info is not None and getattr(self.info["data"], "modality", "images") == "text"
+        """The shown run's points are text (words or sentences), not images."""
+        return self.info is not None and self.info["points"] != "images"
+
+    def rows_of(self, items) -> np.ndarray:
+        """The map rows of item ids ``items`` (those not on this map are left out)."""
+        if self.info is None:
+            return np.zeros(0, np.int64)
+        items = np.asarray(items, np.int64).ravel()
+        row_of = self.info["row_of"]
+        ok = (items >= 0) & (items < len(row_of))
+        rows = row_of[items[ok]]
+        return rows[rows >= 0]
 
     def point_at(self, scene_pos) -> int | None:
         """The point nearest ``scene_pos`` within a few pixels, or None."""
@@ -743,10 +1138,25 @@ class MapView(QWidget):
         self.hover_card.move(max(0, int(x)), max(0, int(y)))
         self.hover_card.show()
         self.hover_card.raise_()
+        item = int(self.info["ids"][i])
+        if item != self._hovered_item:
+            self._hovered_item = item
+            self.hovered.emit(item)
 
     def hide_hover(self) -> None:
         self.hover_index = None
         self.hover_card.hide()
+        if self._hovered_item != -1:
+            self._hovered_item = -1
+            self.hovered.emit(-1)
+
+    def show_linked_hover(self, item: int) -> None:
+        """Ring item ``item`` (hovered in the linked map) on this one; -1 clears the ring."""
+        rows = self.rows_of([item]) if item >= 0 else np.zeros(0, np.int64)
+        if self.coords is None or not len(rows) or not np.isfinite(self.coords[rows[0]]).all():
+            self.link_marker.setData([], [])
+            return
+        self.link_marker.setData(x=self.coords[rows, 0], y=self.coords[rows, 1])
 
     def _on_mouse_clicked(self, ev) -> None:
         if ev.button() != Qt.MouseButton.LeftButton:
@@ -767,8 +1177,9 @@ class MapView(QWidget):
         top = top[np.argsort(-sims[top], kind="stable")]
         return top, sims[top]
 
-    def select_point(self, i: int) -> None:
-        """Show point ``i`` and its nearest neighbours in the side panel."""
+    def select_point(self, i: int, emit: bool = True) -> None:
+        """Show point ``i`` and its nearest neighbours in the side panel (and, with ``emit``,
+        tell a linked map, which rings the same item)."""
         if self.info is None or i is None:
             return
         i = int(i)
@@ -783,31 +1194,40 @@ class MapView(QWidget):
             self.selected_image.setPixmap(thumbnail(image, 128))
         self.selected_title.setText(self.item_text(i))
         self.neighbour_list.clear()
-        data = self.info["data"]
-        words = self.shows_words
-        # Words are listed one per line with their similarity; images as a grid of thumbnails.
-        self.neighbour_list.setViewMode(QListView.ViewMode.ListMode if words else QListView.ViewMode.IconMode)
-        self.neighbour_list.setGridSize(QSize() if words else QSize(NEIGHBOUR_THUMB + 30, NEIGHBOUR_THUMB + 40))
+        names = self.info["names"]
+        points = self.info["points"]
+        text = points != "images"
+        # Words and sentences are listed one per line with their similarity; images as a grid.
+        self.neighbour_list.setViewMode(QListView.ViewMode.ListMode if text else QListView.ViewMode.IconMode)
+        self.neighbour_list.setGridSize(QSize() if text else QSize(NEIGHBOUR_THUMB + 30, NEIGHBOUR_THUMB + 40))
         for j, s in zip(self.neighbours, self.neighbour_sims):
             item = int(self.info["ids"][j])
-            if words:
-                it = QListWidgetItem(f"{data.item_names[item]}   {s:.3f}")
-                it.setData(Qt.ItemDataRole.UserRole, j)
-                self.neighbour_list.addItem(it)
-                continue
-            if data.labels is not None:
-                lab = int(data.labels[item])
-                names = data.class_names or []
-                name = names[lab] if lab < len(names) else str(lab)
+            if points == "words":
+                it = QListWidgetItem(f"{names[item]}   {s:.3f}")
+            elif points == "sentences":
+                it = QListWidgetItem(f"{s:.3f}   {names[item]}")
+                it.setToolTip(names[item])
             else:
-                name = data.item_names[item].rsplit("/", 1)[-1]
-            it = QListWidgetItem(QIcon(thumbnail(self.item_image(j), NEIGHBOUR_THUMB)), f"{name}\n{s:.3f}")
+                if self.info["data"].labels is not None:
+                    name = self._label_of(item)
+                else:
+                    name = names[item].rsplit("/", 1)[-1]
+                it = QListWidgetItem(QIcon(thumbnail(self.item_image(j), NEIGHBOUR_THUMB)), f"{name}\n{s:.3f}")
+                it.setToolTip(self.item_text(j).replace("<br>", "\n"))
             it.setData(Qt.ItemDataRole.UserRole, j)
-            it.setToolTip(self.item_text(j).replace("<br>", "\n"))
             self.neighbour_list.addItem(it)
         self._update_highlight()
+        if emit:
+            self.item_clicked.emit(int(self.info["ids"][i]))
+
+    def select_item(self, item: int) -> None:
+        """Select item id ``item`` if it is on this map (a click in the linked map)."""
+        rows = self.rows_of([item])
+        if len(rows):
+            self.select_point(int(rows[0]), emit=False)
 
     def clear_selection(self) -> None:
+        """Forget the clicked point and its neighbours (the lasso selection stays)."""
         self.selected_index = None
         self.neighbours, self.neighbour_sims = [], []
         self.neighbour_list.clear()
@@ -816,3 +1236,219 @@ class MapView(QWidget):
                                     "(cosine similarity in embedding space).")
         self._update_highlight()
         self.hide_hover()
+
+    # ------------------------------------------------------------------ lasso selection
+    def _on_lasso_tool(self, on: bool) -> None:
+        self.vb.lasso_mode = on
+        if self.partner is not None:
+            self.partner.vb.lasso_mode = on
+
+    def select_polygon(self, polygon) -> int:
+        """Select the points inside ``polygon`` ((m, 2) in map coordinates); returns how many."""
+        if self.info is None or self.coords is None:
+            return 0
+        rows = np.flatnonzero(points_in_polygon(self.coords, polygon))
+        self.set_selection(rows)
+        return len(rows)
+
+    def set_selection(self, rows, emit: bool = True) -> None:
+        """Make map rows ``rows`` the selection: the other points fade; with ``emit``, a
+        linked map selects the same items."""
+        if self.info is None:
+            return
+        rows = np.unique(np.asarray(rows, np.int64).ravel())
+        self.selection = rows[(rows >= 0) & (rows < len(self.info["ids"]))]
+        self._compose_brushes()
+        self._push_brushes()
+        self._update_selection_ui()
+        if emit:
+            self.selection_changed.emit(self.selected_items())
+
+    def select_items(self, items) -> None:
+        """Select item ids ``items`` (a lasso in the linked map), without echoing back."""
+        self.set_selection(self.rows_of(items), emit=False)
+
+    def selected_items(self) -> np.ndarray:
+        """Item ids of the selection (indices into the data set, vocabulary or sentences)."""
+        if self.info is None:
+            return np.zeros(0, np.int64)
+        return np.asarray(self.info["ids"], np.int64)[self.selection]
+
+    def clear_lasso(self) -> None:
+        if len(self.selection):
+            self.set_selection([])
+
+    def _update_selection_ui(self) -> None:
+        n = len(self.selection)
+        if n:
+            self.selection_label.setText(f"<b>{n:,}</b> selected")
+        else:
+            self.selection_label.setText("No selection: draw a lasso (Shift + drag)")
+        for w in (self.grid_button, self.export_button, self.clear_lasso_button):
+            w.setEnabled(n > 0)
+
+    def show_selection_grid(self) -> QDialog | None:
+        """A window with the selected items: thumbnails, or words / sentences one per line
+        (at most GRID_CAP of them, with a note saying so)."""
+        if self.info is None or not len(self.selection):
+            return None
+        if self.grid_dialog is not None:
+            self.grid_dialog.close()
+        n = len(self.selection)
+        rows = self.selection[:GRID_CAP]
+        dlg = QDialog(self)
+        run = self.info["run"]
+        dlg.setWindowTitle(f"Selection of {n:,} items: #{run.id} {run.name or run.method}")
+        v = QVBoxLayout(dlg)
+        dlg.note = QLabel(f"{n:,} items selected" if n <= GRID_CAP else
+                          f"Showing the first {GRID_CAP:,} of {n:,} selected items (export the selection "
+                          "for all of them).")
+        dlg.list = lst = QListWidget()
+        names = self.info["names"]
+        images = self.info["points"] == "images"
+        if images:
+            lst.setViewMode(QListView.ViewMode.IconMode)
+            lst.setIconSize(QSize(GRID_THUMB, GRID_THUMB))
+            lst.setGridSize(QSize(GRID_THUMB + 28, GRID_THUMB + 30))
+            lst.setResizeMode(QListView.ResizeMode.Adjust)
+            lst.setMovement(QListView.Movement.Static)
+            lst.setUniformItemSizes(True)
+        else:
+            lst.setWordWrap(True)
+        for r in rows:
+            item = int(self.info["ids"][r])
+            if images:
+                label = self._label_of(item) if self.info["data"].labels is not None else \
+                    names[item].rsplit("/", 1)[-1]
+                it = QListWidgetItem(QIcon(thumbnail(self.item_image(int(r)), GRID_THUMB)), label)
+                it.setToolTip(self.item_text(int(r)).replace("<br>", "\n"))
+            else:
+                it = QListWidgetItem(names[item])
+            it.setData(Qt.ItemDataRole.UserRole, int(r))
+            lst.addItem(it)
+        lst.itemDoubleClicked.connect(lambda it: self.select_point(it.data(Qt.ItemDataRole.UserRole)))
+        v.addWidget(dlg.note)
+        v.addWidget(lst, 1)
+        dlg.resize(760, 540)
+        dlg.show()
+        self.grid_dialog = dlg
+        return dlg
+
+    def export_selection(self, path: str | Path | None = None) -> Path | None:
+        """Write the selection as CSV (asks where when ``path`` is None); returns the file."""
+        if self.info is None or not len(self.selection):
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export the selection",
+                                                  f"selection-run{self.run_id}.csv", "CSV files (*.csv)")
+            if not path:
+                return None
+        from engine.workbench import export_selection as write_selection
+        rows = self.selection
+        try:
+            out = write_selection(path, self.info["data"], self.info["split"], self.selected_items(),
+                                  self.coords[rows])
+        except OSError as exc:
+            error_dialog(self, "Export failed", f"Could not write {path}: {exc}")
+            return None
+        self.status.setText(f"Exported {len(rows):,} items to {out}")
+        return out
+
+    # ------------------------------------------------------------------ a second, linked map
+    def _fill_compare(self) -> None:
+        """List the finished runs a second map can show: same data set, same kind of items."""
+        if self.compact:
+            return
+        current = self.partner.run_id if self.partner is not None and self.partner.isVisible() else None
+        self.compare_combo.blockSignals(True)
+        self.compare_combo.clear()
+        self.compare_combo.addItem("no second map", None)
+        # Only once a map is loaded: its worker has imported the engine by then (importing it
+        # here first would stall the window for seconds).
+        if self.info is not None and self.project is not None:
+            from engine.workbench import final_embeddings
+            for r in reversed(self.project.runs(self.info["run"].dataset_id)):
+                if r.status != "finished" or r.id == self.run_id:
+                    continue
+                emb = final_embeddings(self.project, r.id)
+                if emb is not None and emb.split == self.info["split"]:
+                    self.compare_combo.addItem(f"#{r.id} {r.name or r.method}", r.id)
+        i = self.compare_combo.findData(current) if current is not None else 0
+        self.compare_combo.setCurrentIndex(max(i, 0))
+        self.compare_combo.setEnabled(self.compare_combo.count() > 1)
+        self.compare_combo.blockSignals(False)
+        if current is not None and i < 0:
+            self.close_compare()
+
+    def _on_compare_chosen(self, *_):
+        run_id = self.compare_combo.currentData()
+        if run_id is None:
+            self.close_compare()
+        else:
+            self.open_compare(int(run_id))
+
+    def open_compare(self, run_id: int) -> MapView:
+        """Show ``run_id``'s map beside this one, linked to it; returns the second map."""
+        if self.partner is None:
+            p = self.partner = MapView(compact=True)
+            self.hovered.connect(p.show_linked_hover)
+            p.hovered.connect(self.show_linked_hover)
+            self.item_clicked.connect(p.select_item)
+            p.item_clicked.connect(self.select_item)
+            self.selection_changed.connect(p.select_items)
+            p.selection_changed.connect(self.select_items)
+            p.map_ready.connect(self._on_partner_ready)
+            p.close_requested.connect(self.close_compare)
+            self.split.insertWidget(1, p)
+        p = self.partner
+        p.vb.lasso_mode = self.lasso_button.isChecked()
+        p.auto_umap = self.auto_umap
+        if p.project is not self.project:
+            p.set_project(self.project)
+        self._partner_fresh = True
+        p.setVisible(True)
+        QTimer.singleShot(0, self._share_width)
+        p.show_run(run_id)
+        i = self.compare_combo.findData(run_id)
+        if i >= 0 and i != self.compare_combo.currentIndex():
+            self.compare_combo.blockSignals(True)
+            self.compare_combo.setCurrentIndex(i)
+            self.compare_combo.blockSignals(False)
+        return p
+
+    def _share_width(self) -> None:
+        """The two maps get equal widths; the neighbour panel keeps its own."""
+        sizes = self.split.sizes()
+        if len(sizes) == 3:
+            half = max(0, sum(sizes) - sizes[2]) // 2
+            self.split.setSizes([half, half, sizes[2]])
+
+    def close_compare(self) -> None:
+        if self.partner is not None and self.partner.isVisible():
+            self.partner.setVisible(False)
+            self.partner.hide_hover()
+            self.link_marker.setData([], [])
+        if self.compare_combo.currentIndex() > 0:
+            self.compare_combo.blockSignals(True)
+            self.compare_combo.setCurrentIndex(0)
+            self.compare_combo.blockSignals(False)
+
+    def _on_partner_ready(self, kind: str) -> None:
+        """The second map is drawn: the first time, give it this map's colouring and selection."""
+        p = self.partner
+        if p is None or p.info is None:
+            return
+        if self._partner_fresh:
+            self._partner_fresh = False
+            key = self.colour_combo.currentData()
+            i = p.colour_combo.findData(key)
+            if i >= 0:
+                p.caption_edit.setText(self.caption_edit.text())
+                p.k_spin.setValue(self.k_spin.value())
+                if i != p.colour_combo.currentIndex():
+                    p.colour_combo.setCurrentIndex(i)        # recolours through the signal
+                else:
+                    p._on_colour_chosen()
+        p.select_items(self.selected_items())
+        if self.selected_index is not None and self.info is not None:
+            p.select_item(int(self.info["ids"][self.selected_index]))
