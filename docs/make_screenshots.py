@@ -6,7 +6,7 @@ Makes (or reuses) a project with the demo data sets, trains a short SimCLR run
 on the digits *through the window* (so the Train view shows real curves),
 waits for the UMAP map, trains a short masked autoencoder for the
 Reconstructions view, word2vec on the shapes captions for the Words view, and saves
-project.png, datasets.png, train.png, map.png, timeline.png, reconstructions.png,
+project.png, datasets.png, train.png, map.png, timeline.png, map-compare.png, reconstructions.png,
 compare.png, words.png, search.png and zero-shot.png (the window at 1366×768). Works offscreen too (``QT_QPA_PLATFORM=offscreen``),
 with Qt's built-in fonts.
 """
@@ -30,6 +30,49 @@ def wait_until(app, predicate, timeout: float, step: float = 0.05) -> bool:
         time.sleep(step)
     app.processEvents()
     return predicate()
+
+
+def shoot_map(app, window, shot, run_id: int, umap_timeout: float = 180.0) -> None:
+    """The Map view of ``run_id`` once its UMAP is ready: a point clicked (its neighbours
+    listed and ringed) and one of them hovered."""
+    window.show_map(run_id)
+    mv = window.map_view
+    wait_until(app, lambda: mv.kind == "umap", umap_timeout)
+    if mv.coords is not None and len(mv.coords):
+        i = int(len(mv.coords) // 3)
+        mv.select_point(i)
+        mv.hover_point(mv.neighbours[0] if mv.neighbours else i)
+    shot("map")
+
+
+def shoot_map_compare(app, window, shot, run_id: int, other_id: int, umap_timeout: float = 180.0) -> None:
+    """Two runs side by side: a lasso around one class in the first map selects the same
+    items in the second; a clicked and hovered point is ringed in both."""
+    import numpy as np
+    from scipy.spatial import ConvexHull
+    window.show_map(run_id)
+    mv = window.map_view
+    wait_until(app, lambda: mv.info is not None and mv.info["run_id"] == run_id and mv.kind == "umap",
+               umap_timeout)
+    mv.clear_selection()
+    other = mv.open_compare(other_id)
+    wait_until(app, lambda: other.info is not None and other.kind == "umap", umap_timeout)
+    labels = mv.info["data"].labels[mv.info["ids"]]
+    members = mv.coords[labels == 3]
+    dist = np.linalg.norm(members - np.median(members, axis=0), axis=1)
+    members = members[dist < 2 * np.median(dist)]              # the class's main cluster
+    hull = members[ConvexHull(members).vertices]
+    hull = hull + 0.15 * (hull - hull.mean(axis=0))          # a hand-drawn margin around the class
+    mv.select_polygon(hull)
+    closed = np.vstack([hull, hull[:1]])
+    mv.vb.outline.setData(closed[:, 0], closed[:, 1])        # the lasso as it was drawn
+    i = int(mv.selection[len(mv.selection) // 2])
+    mv.select_point(i)                                       # its neighbours listed; ringed in both maps
+    mv.hover_point(i)
+    shot("map-compare")
+    mv.vb.outline.setData([], [])
+    mv.close_compare()
+    mv.clear_lasso()
 
 
 def shoot_words(app, window, project, shot, epochs: int = 10, umap_timeout: float = 180.0) -> None:
@@ -137,14 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     run_id = tv.run_id
     shot("train")
 
-    window.show_map(run_id)
+    shoot_map(app, window, shot, run_id, args.umap_timeout)
     mv = window.map_view
-    wait_until(app, lambda: mv.kind == "umap", args.umap_timeout)
-    if mv.coords is not None and len(mv.coords):
-        i = int(len(mv.coords) // 3)
-        mv.select_point(i)
-        mv.hover_point(mv.neighbours[0] if mv.neighbours else i)
-    shot("map")
 
     # The timeline: half way between the first and the last evaluation.
     mv.clear_selection()
@@ -167,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     rv.show_run(mae_id)
     wait_until(app, lambda: rv.result is not None and not rv.busy, 60)
     shot("reconstructions")
+
+    shoot_map_compare(app, window, shot, run_id, mae_id, args.umap_timeout)
 
     window.show_view("compare")
     window.compare_view.refresh()

@@ -7,26 +7,37 @@ fast run never floods the event loop with redraws.
 
 Text methods (word2vec, the masked language model) get the same view with
 what fits them: only text data sets in the picker, no augmented views, words/s
-as the throughput and their own evaluation metric in the lower plot.
+or tokens/s as the throughput and their own evaluation metric in the lower plot.
+
+Beside Start, an estimate of the time per epoch and the memory comes from a
+few dry-run steps (:func:`engine.estimate.estimate_run`) on a worker thread,
+recomputed shortly after the settings change (the latest settings win; a
+stale estimate is cancelled). Runs can be queued: when a run finishes or
+fails, the next queued one starts. The collapse metrics the loop logs are
+plotted, and a banner warns when a joint-embedding method's representation
+collapses.
 """
 from __future__ import annotations
 
 import functools
 import html
+import json
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                               QMessageBox, QProgressBar, QPushButton, QScrollArea, QSizePolicy,
-                               QSplitter, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout,
+                               QLabel, QLineEdit, QListWidget, QMessageBox, QProgressBar, QPushButton,
+                               QScrollArea, QSizePolicy, QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from ..config_form import ConfigForm
 from ..theme import accent, error_colour, style_plot
 from ..widgets import ElidedLabel
-from ..workers import TrainWorker
+from ..workers import FunctionWorker, TrainWorker
 
 #: Statuses a run can be resumed from. "running" and "paused" are left out: another
 #: process (the CLI, torchrun) may be training that run right now.
@@ -38,6 +49,41 @@ TEXT_UNUSED_TRAIN = ("linear_probe_every_eval", "knn_k", "timeline_items")
 UNUSED_TRAIN = {"word2vec": ("batch_size", "optimizer", "weight_decay", "warmup_epochs", "amp", "max_train_items")}
 TEXT_METRICS = (("analogy", "analogy accuracy"), ("masked_accuracy", "masked-token accuracy"),
                 ("neighbour_purity", "neighbour purity"))
+
+#: Collapse: the spread of the l2-normalised projections (std ratio, about 1 when they fill the
+#: sphere) or their effective-rank ratio below these, for COLLAPSE_LOGS logged steps in a row
+#: (or at one evaluation, on 4,096 items), means every image maps to nearly the same vector.
+COLLAPSE_STD = 0.1
+COLLAPSE_RANK = 0.05
+COLLAPSE_LOGS = 3
+#: The families whose failure mode collapse is: joint-embedding methods. A masked autoencoder's
+#: mean-pooled tokens share a large common direction (std ratio ≈ 0.03 while healthy), so the
+#: reconstruction methods are plotted but never warned about.
+COLLAPSE_FAMILIES = ("siamese", "multimodal")
+COLLAPSE_KEYS = ("collapse_std_ratio", "collapse_rank_ratio", "feature_std_ratio", "feature_rank_ratio")
+COLLAPSE_WHAT = {
+    "std": "The representation is collapsing: every image maps to nearly the same vector, so it carries "
+           "no information.",
+    "rank": "The representation is collapsing into a few directions: the vectors use only a small part "
+            "of their dimensions (dimensional collapse).",
+}
+COLLAPSE_ADVICE = ("Lower the learning rate or the weight decay, check the predictor and the stop-gradient "
+                   "(SimSiam, BYOL) or the momentum, raise the temperature or the batch size — or stop the run.")
+#: Settings that change a run's length but not the time of one step: an estimate is reused across them.
+ESTIMATE_IGNORES = ("epochs", "eval_every", "checkpoint_every", "log_every", "linear_probe_every_eval",
+                    "knn_k", "timeline_items", "seed")
+#: How long the settings must rest before a new estimate starts.
+ESTIMATE_DELAY_MS = 700
+
+
+@dataclass
+class QueuedRun:
+    """A run waiting in the queue: everything ``create_run`` needs, captured when it was added."""
+    dataset_id: int
+    dataset_name: str
+    config: object            # engine.train.RunConfig
+    name: str
+    summary: str
 
 
 class Series:
@@ -76,6 +122,51 @@ def _fmt_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def _fmt_span(seconds: float) -> str:
+    """A rough duration: "0.4 s", "12 s", "3 min", "1.5 h"."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return "—"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}" if n < 10 * size else f"{n / size:.0f} {unit}"
+    return f"{n:.0f} B"
+
+
+def _device_text(device: str) -> str:
+    """"cuda:0" → "cuda:0 (NVIDIA H200)"; "cpu" → "cpu (2 threads)"."""
+    try:
+        import torch
+        if device.startswith("cuda") and torch.cuda.is_available():
+            return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+        if device == "cpu":
+            return f"cpu ({torch.get_num_threads()} threads)"
+    except Exception:  # noqa: BLE001 - the bare name is still worth showing
+        pass
+    return device
+
+
+def _estimate_in_background(project, dataset_id: int, run_config, cancel, steps: int, max_seconds: float):
+    """The dry run, on a worker thread that yields the CPU to the GUI thread."""
+    from engine.estimate import estimate_run
+
+    from ..workers import _lower_priority
+    _lower_priority()
+    return estimate_run(project, dataset_id, run_config=run_config, steps=steps, cancel=cancel,
+                        max_seconds=max_seconds)
+
+
 def _scroll(widget: QWidget) -> QScrollArea:
     area = QScrollArea()
     area.setWidgetResizable(True)
@@ -93,6 +184,10 @@ class TrainView(QWidget):
     runs_changed = Signal()
     #: a run finished with embeddings: its id
     run_finished = Signal(int)
+
+    #: Timed dry-run steps per estimate (after one warm-up step), and the most seconds they may take.
+    estimate_steps = 3
+    estimate_max_seconds = 8.0
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -114,9 +209,28 @@ class TrainView(QWidget):
         self._method_cls = None
         self._shown_defaults: dict[str, dict] = {}
         self._ips: list[float] = []
+        self._rate = "img/s"                     # the shown run's throughput unit (Started.rate)
         self._run_method: str | None = None      # the method of the run shown (started or resumed)
+        # Collapse monitor: live (per logged step) and evaluation points, the warning state.
+        self.c_std, self.c_rank = Series(), Series()
+        self.f_std, self.f_rank = Series(), Series()
+        self._low_logs = 0                       # consecutive logged steps below a threshold
+        self._low_since = 0                      # the first of them
+        self.collapse_step: int | None = None    # where the collapse began, None while healthy
+        # The queue, and whether it waits (after a Stop) instead of starting its next run.
+        self.queue: list[QueuedRun] = []
+        self.queue_held = False
+        # Estimates: the worker computing one, its settings' key, results by key.
+        self.estimate: dict | None = None        # the estimate shown (for the settings now in the forms)
+        self._est_worker: FunctionWorker | None = None
+        self._est_pending = False
+        self._est_cache: dict[str, dict] = {}
 
         self._build()
+        self._est_timer = QTimer(self)
+        self._est_timer.setSingleShot(True)
+        self._est_timer.setInterval(ESTIMATE_DELAY_MS)
+        self._est_timer.timeout.connect(self._start_estimate)
         self._redraw_timer = QTimer(self)
         self._redraw_timer.setInterval(100)
         self._redraw_timer.timeout.connect(self._redraw)
@@ -190,15 +304,51 @@ class TrainView(QWidget):
         self.resume_combo.setToolTip("A stopped or failed run to resume from its last checkpoint")
         self.resume_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.resume_combo.setMinimumContentsLength(18)
+        self.queue_button = QPushButton("Add to queue")
+        self.queue_button.setToolTip("Queue a run with these settings: it starts when the runs before it "
+                                     "end (Ctrl+Shift+Return)")
+        # Shown under Start and Add to queue, at its full width (the progress bar gives way).
+        self.estimate_label = QLabel("")
         self.start_button.clicked.connect(self.start_run)
+        self.queue_button.clicked.connect(self.add_to_queue)
         self.pause_button.clicked.connect(self.pause_run)
         self.stop_button.clicked.connect(self.stop_run)
         self.resume_button.clicked.connect(self.resume)
         self.resume_combo.currentIndexChanged.connect(self._update_buttons)
-        for b in (self.start_button, self.pause_button, self.stop_button, self.resume_button):
+        for b in (self.start_button, self.queue_button, self.pause_button, self.stop_button,
+                  self.resume_button):
             buttons.addWidget(b)
         buttons.addWidget(self.resume_combo, 1)
         rv.addLayout(buttons)
+        shortcut = QShortcut(QKeySequence("Ctrl+Shift+Return"), self, self.add_to_queue)
+        shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+
+        # The queue: shown while it holds runs.
+        self.queue_box = QGroupBox("Queue")
+        qb = QHBoxLayout(self.queue_box)
+        qb.setContentsMargins(6, 2, 6, 4)
+        self.queue_list = QListWidget()
+        self.queue_list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.queue_list.setMaximumHeight(self.fontMetrics().height() * 3 + 12)
+        self.queue_list.currentRowChanged.connect(self._update_buttons)
+        qb.addWidget(self.queue_list, 1)
+        qbuttons = QGridLayout()
+        qbuttons.setSpacing(2)
+        self.run_queue_button = QPushButton("Run queue")
+        self.run_queue_button.setToolTip("Start the first queued run (the others follow)")
+        self.up_button = QPushButton("Move up")
+        self.remove_button = QPushButton("Remove")
+        self.stop_all_button = QPushButton("Stop all")
+        self.stop_all_button.setToolTip("Stop the current run (a checkpoint is saved) and empty the queue")
+        self.run_queue_button.clicked.connect(self.run_queue)
+        self.up_button.clicked.connect(lambda: self.move_queued_up(self.queue_list.currentRow()))
+        self.remove_button.clicked.connect(lambda: self.remove_queued(self.queue_list.currentRow()))
+        self.stop_all_button.clicked.connect(self.stop_all)
+        for i, b in enumerate((self.run_queue_button, self.up_button, self.remove_button, self.stop_all_button)):
+            qbuttons.addWidget(b, i // 2, i % 2)
+        qb.addLayout(qbuttons)
+        self.queue_box.setVisible(False)
+        rv.addWidget(self.queue_box)
 
         prog = QHBoxLayout()
         self.progress = QProgressBar()
@@ -206,6 +356,7 @@ class TrainView(QWidget):
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.eta_label = QLabel("ETA —")
+        prog.addWidget(self.estimate_label)
         prog.addWidget(self.progress, 1)
         prog.addWidget(self.eta_label)
         rv.addLayout(prog)
@@ -235,6 +386,18 @@ class TrainView(QWidget):
         self.loss_hint.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         self.loss_hint.setStyleSheet("color: gray;")
         self.loss_plot.installEventFilter(self)
+        # The collapse warning: a banner over the loss curve and a line where it began.
+        self.collapse_banner = QLabel(self.loss_plot)
+        self.collapse_banner.setWordWrap(True)
+        self.collapse_banner.setStyleSheet("QLabel { background: #fff3cd; color: #5c3c00; border: 1px solid #e0a800;"
+                                           " border-radius: 4px; padding: 6px; }")
+        self.collapse_banner.setVisible(False)
+        self.collapse_line = pg.InfiniteLine(angle=90, movable=False,
+                                             pen=pg.mkPen("#d62728", width=1.5, style=Qt.PenStyle.DashLine),
+                                             label="collapse", labelOpts={"position": 0.08, "color": "#d62728",
+                                                                            "anchors": [(0, 1), (0, 1)]})
+        self.collapse_line.setVisible(False)
+        self.loss_plot.addItem(self.collapse_line)
         self.knn_plot = pg.PlotWidget()
         self.knn_plot.setTitle("Evaluation accuracy (test split)")
         self.knn_plot.setLabel("bottom", "epoch")
@@ -257,28 +420,70 @@ class TrainView(QWidget):
         for line in (self.raw_line, self.random_line):
             line.setVisible(False)
             self.knn_plot.addItem(line)
+
+        # Collapse monitor: the spread and the effective rank of the projections, both ≈ 1 healthy.
+        self.collapse_plot = pg.PlotWidget()
+        # The title is the legend: a legend box would cover the curves of this short plot.
+        self.collapse_plot.setTitle("Collapse monitor: <span style='color:#59a14f'>std ratio</span> · "
+                                    "<span style='color:#9c755f'>effective-rank ratio</span> "
+                                    "(1 healthy, 0 collapsed)")
+        self.collapse_plot.setLabel("bottom", "step")
+        self.collapse_plot.setLabel("left", "ratio")
+        self.collapse_plot.showGrid(x=True, y=True, alpha=0.15)
+        self.collapse_plot.setYRange(0, 1.05)
+        self.collapse_plot.setXLink(self.loss_plot)
+        self.c_std_curve = self.collapse_plot.plot([], [], pen=pg.mkPen("#59a14f", width=1.5))
+        self.c_rank_curve = self.collapse_plot.plot([], [], pen=pg.mkPen("#9c755f", width=1.5))
+        self.f_std_curve = self.collapse_plot.plot([], [], pen=None, symbol="o", symbolSize=6,
+                                                   symbolBrush="#59a14f")
+        self.f_rank_curve = self.collapse_plot.plot([], [], pen=None, symbol="o", symbolSize=6,
+                                                    symbolBrush="#9c755f")
+        for value in (COLLAPSE_STD, COLLAPSE_RANK):
+            self.collapse_plot.addItem(pg.InfiniteLine(value, angle=0, movable=False,
+                                                       pen=pg.mkPen("#d62728", style=Qt.PenStyle.DotLine)))
+        self.collapse_plot_line = pg.InfiniteLine(angle=90, movable=False,
+                                                  pen=pg.mkPen("#d62728", width=1.5, style=Qt.PenStyle.DashLine))
+        self.collapse_plot_line.setVisible(False)
+        self.collapse_plot.addItem(self.collapse_plot_line)
+        self.collapse_plot.setToolTip(
+            "Lines: the projections of the logged steps (every 10th); dots: the features at each evaluation.\n"
+            f"std ratio: their spread on the unit sphere; effective-rank ratio: how many directions they use.\n"
+            f"Dotted: the warning thresholds ({COLLAPSE_STD}, {COLLAPSE_RANK}).")
+
         plots = QSplitter(Qt.Orientation.Vertical)
         plots.addWidget(self.loss_plot)
         plots.addWidget(self.knn_plot)
-        plots.setSizes([300, 200])
+        plots.addWidget(self.collapse_plot)
+        plots.setSizes([280, 180, 130])
         rv.addWidget(plots, 1)
         split.addWidget(right)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
         split.setSizes([440, 900])
-        for p in (self.loss_plot, self.knn_plot):
+        for p in (self.loss_plot, self.knn_plot, self.collapse_plot):
             style_plot(p)
 
     def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt naming
         if obj is self.loss_plot and ev.type() == QEvent.Type.Resize:
             self.loss_hint.setGeometry(0, 0, self.loss_plot.width(), self.loss_plot.height())
+            self._place_banner()
         return super().eventFilter(obj, ev)
+
+    def _place_banner(self) -> None:
+        width = max(100, self.loss_plot.width() - 90)
+        self.collapse_banner.setGeometry(60, 26, width, self.collapse_banner.heightForWidth(width))
 
     def changeEvent(self, ev) -> None:  # noqa: N802 - Qt naming
         if ev.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
-            for p in (self.loss_plot, self.knn_plot):
+            for p in (self.loss_plot, self.knn_plot, self.collapse_plot):
                 style_plot(p)
         super().changeEvent(ev)
+
+    def showEvent(self, ev) -> None:  # noqa: N802 - Qt naming
+        super().showEvent(ev)
+        # Estimates are computed only for a visible view (they cost a few seconds of CPU).
+        if self.estimate is None and self._est_worker is None:
+            self.schedule_estimate()
 
     # ------------------------------------------------------------------ project
     def set_project(self, project) -> None:
@@ -287,6 +492,11 @@ class TrainView(QWidget):
         self.project = project
         self._clear_curves()
         self.run_id = None
+        self.queue.clear()          # queued runs name data sets of the previous project
+        self.queue_held = False
+        self._refresh_queue()
+        self._est_cache.clear()
+        self._cancel_estimate()
         self.run_label.setText("No run yet: pick a data set and a method, then press Start.")
         self._building = True
         try:
@@ -450,8 +660,10 @@ class TrainView(QWidget):
         self._style_for_modality()
         for form in (self.train_form, self.method_form, self.views_form):
             form.validity_changed.connect(self._on_validity)
+            form.changed.connect(self.schedule_estimate)
         self._show_card(m)
         self._on_validity()
+        self.schedule_estimate()
 
     def forms(self) -> dict[str, ConfigForm]:
         return {"train": self.train_form, "method": self.method_form, "views": self.views_form}
@@ -506,14 +718,19 @@ class TrainView(QWidget):
         has_project = self.project is not None
         has_data = self.dataset_combo.count() > 0
         self.start_button.setEnabled(idle and has_project and has_data and self._forms_valid)
+        # The forms stay editable during a run: set up the next runs and queue them.
+        self.queue_button.setEnabled(has_project and has_data and self._forms_valid)
         self.pause_button.setEnabled(busy and self.state == "running")
         self.stop_button.setEnabled(busy and self.state in ("running", "paused", "starting"))
         can_resume_paused = busy and self.state == "paused"
         can_resume_stored = idle and self.resume_combo.currentData() is not None
         self.resume_button.setEnabled(can_resume_paused or can_resume_stored)
         self.resume_combo.setEnabled(idle)
-        for w in (self.dataset_combo, self.method_combo, self.name_edit, self.tabs):
-            w.setEnabled(idle)
+        row = self.queue_list.currentRow()
+        self.run_queue_button.setEnabled(idle and bool(self.queue))
+        self.up_button.setEnabled(row > 0)
+        self.remove_button.setEnabled(0 <= row < len(self.queue))
+        self.stop_all_button.setEnabled(busy or bool(self.queue))
 
     # ------------------------------------------------------------------ actions
     def start_run(self) -> bool:
@@ -523,20 +740,22 @@ class TrainView(QWidget):
         ds_id = self.dataset_combo.currentData()
         if ds_id is None:
             return False
-        from engine.workbench import create_run
         try:
             cfg = self.run_config()
         except Exception as exc:  # noqa: BLE001 - shown, never raised into Qt
             self._show_error("The settings are not valid", str(exc), "")
             return False
-        create = functools.partial(create_run, self.project, ds_id, cfg.method, run_config=cfg,
-                                   name=self.name_edit.text().strip())
+        self._start_config(ds_id, cfg, self.name_edit.text().strip())
+        return True
+
+    def _start_config(self, ds_id: int, cfg, name: str) -> None:
+        from engine.workbench import create_run
+        create = functools.partial(create_run, self.project, ds_id, cfg.method, run_config=cfg, name=name)
         self._clear_curves()
         self.run_id = None
         self._run_method = cfg.method
         self.run_label.setText(f"Preparing {cfg.method}…")
-        self._launch(TrainWorker(self.project, create=create))
-        return True
+        self._launch(create)
 
     def resume_run(self, run_id: int) -> bool:
         """Continue a stored run from its last checkpoint."""
@@ -548,7 +767,7 @@ class TrainView(QWidget):
         self._run_method = rec.method
         self._load_history(run_id)
         self.run_label.setText(f"Resuming run #{run_id} {rec.name}…")
-        self._launch(TrainWorker(self.project, run_id))
+        self._launch(lambda: run_id)
         return True
 
     def resume(self) -> bool:
@@ -568,9 +787,89 @@ class TrainView(QWidget):
             self.pause_button.setEnabled(False)
 
     def stop_run(self) -> None:
+        """Stop the current run at a checkpoint. The queue stays, held: Run queue continues it."""
         if self.busy:
+            self.queue_held = True
             self.worker.stop()
             self._set_state("stopping", f"Stopping run #{self.run_id} (saving a checkpoint)…")
+
+    def stop_all(self) -> None:
+        """Stop the current run and empty the queue."""
+        self.queue.clear()
+        self._refresh_queue()
+        self.stop_run()
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ queue
+    def add_to_queue(self) -> bool:
+        """Queue a run with the settings in the forms (it starts when the runs before it end)."""
+        if self.project is None or not self._forms_valid or self.dataset_combo.currentData() is None:
+            return False
+        try:
+            cfg = self.run_config()
+        except Exception as exc:  # noqa: BLE001 - shown, never raised into Qt
+            self._show_error("The settings are not valid", str(exc), "")
+            return False
+        ds_id = int(self.dataset_combo.currentData())
+        rec = self._dataset_record()
+        ds_name = rec.name if rec is not None else f"data set {ds_id}"
+        name = self.name_edit.text().strip()
+        self.queue.append(QueuedRun(ds_id, ds_name, cfg, name, self._summary(cfg, ds_name, name)))
+        self._refresh_queue()
+        self.queue_list.setCurrentRow(len(self.queue) - 1)
+        return True
+
+    def run_queue(self) -> bool:
+        """Start the first queued run; the others follow as each run ends."""
+        self.queue_held = False
+        if self.busy or not self.queue or self.project is None:
+            return False
+        item = self.queue.pop(0)
+        self._refresh_queue()
+        self._start_config(item.dataset_id, item.config, item.name)
+        return True
+
+    def move_queued_up(self, row: int) -> None:
+        if 0 < row < len(self.queue):
+            self.queue[row - 1], self.queue[row] = self.queue[row], self.queue[row - 1]
+            self._refresh_queue()
+            self.queue_list.setCurrentRow(row - 1)
+
+    def remove_queued(self, row: int) -> None:
+        if 0 <= row < len(self.queue):
+            del self.queue[row]
+            self._refresh_queue()
+            self.queue_list.setCurrentRow(min(row, len(self.queue) - 1))
+
+    def _refresh_queue(self) -> None:
+        row = self.queue_list.currentRow()
+        self.queue_list.blockSignals(True)
+        self.queue_list.clear()
+        for i, item in enumerate(self.queue, 1):
+            self.queue_list.addItem(f"{i}. {item.summary}")
+            self.queue_list.item(i - 1).setToolTip(json.dumps(item.config.to_dict(), indent=1))
+        self.queue_list.setCurrentRow(min(row, len(self.queue) - 1))
+        self.queue_list.blockSignals(False)
+        held = " — held after a Stop: Run queue continues" if self.queue_held and not self.busy else ""
+        self.queue_box.setTitle(f"Queue ({len(self.queue)}){held}")
+        self.queue_box.setVisible(bool(self.queue))
+        self._update_buttons()
+
+    def _summary(self, cfg, ds_name: str, name: str) -> str:
+        """The method, the data set and the settings that tell queued runs apart."""
+        from engine import config as cfgmod
+        from engine.methods import get_method
+        m = get_method(cfg.method)
+        t = cfg.train
+        parts = [f"{m.card.title} on {ds_name}", f"{t.epochs} epoch{'s' if t.epochs != 1 else ''}"]
+        if m.iterative:
+            parts += [f"batch {t.batch_size}", f"lr {t.lr:g}"]
+        # Method settings that differ from the defaults the form offered, e.g. "temperature 0.1".
+        defaults = cfgmod.to_dict(self._defaults(cfg.method)[2])
+        changed = [f"{k.replace('_', ' ')} {v}" for k, v in cfgmod.to_dict(cfg.method_config).items()
+                   if defaults.get(k) != v]
+        parts += changed[:3]
+        return (f"{name}: " if name else "") + " · ".join(parts)
 
     def stop_and_wait(self, timeout_ms: int = 120_000) -> bool:
         """Stop the run and block until its checkpoint is saved (used when quitting)."""
@@ -579,8 +878,22 @@ class TrainView(QWidget):
         self.worker.stop()
         return self.worker.wait(timeout_ms)
 
-    def _launch(self, worker: TrainWorker) -> None:
+    def _launch(self, create) -> None:
+        """Train the run ``create()`` records (or returns) in a worker thread."""
+        # A dry run still in flight shares torch's global RNG with the new run's seeded
+        # initialisation: cancel it, and have the worker wait for it before creating the run.
+        estimating = self._est_worker
+        self._cancel_estimate()
+
+        def create_after_estimate() -> int:
+            if estimating is not None:
+                estimating.wait(120_000)
+            return int(create())
+
+        worker = TrainWorker(self.project, create=create_after_estimate)
         self.worker = worker
+        self._rate = "words/s" if self._run_is_text else "img/s"
+        self.collapse_plot.setVisible(not self._run_is_text)
         worker.run_created.connect(self._on_run_created)
         worker.event.connect(self._on_event)
         worker.errored.connect(self._on_worker_error)
@@ -615,8 +928,9 @@ class TrainView(QWidget):
                 # checkpoint counts that time too and would read as a slump.
                 self._ips.append(ev.images_per_s)
                 del self._ips[:-20]
-                unit = "words/s" if self._run_is_text else "images/s"
-                self.throughput_label.setText(f"{float(np.median(self._ips)):,.0f} {unit}")
+                self.throughput_label.setText(f"{float(np.median(self._ips)):,.0f} {self._rate}")
+            if "collapse_std_ratio" in ev.logs or "collapse_rank_ratio" in ev.logs:
+                self.add_collapse_metrics(ev.step, ev.logs)
         elif isinstance(ev, T.Started):
             self.run_id = ev.run_id
             self._drop_after(ev.start_step)
@@ -624,7 +938,11 @@ class TrainView(QWidget):
             self._t_started = time.monotonic()
             self.progress.setRange(0, max(1, ev.total_steps))
             self.progress.setValue(ev.start_step)
-            self.device_label.setText(f"on {ev.device}")
+            self._rate = ev.rate
+            self.device_label.setText(f"on {_device_text(ev.device)}")
+            self.device_label.setToolTip("Where this run trains")
+            self.throughput_label.setToolTip(f"Training throughput ({ev.rate}), the median of the last "
+                                             "20 logged steps")
             what = "Resumed" if ev.start_step else "Training"
             items = "words" if self._run_is_text else "images"
             self.run_label.setText(f"{what} run #{ev.run_id}: {ev.n_train:,} training {items}, "
@@ -633,6 +951,8 @@ class TrainView(QWidget):
             self.runs_changed.emit()
         elif isinstance(ev, T.Evaluation):
             self._add_evaluation(ev.epoch, ev.metrics)
+            if any(k in ev.metrics for k in COLLAPSE_KEYS[2:]):
+                self.add_collapse_metrics(ev.step, ev.metrics)
             self._dirty = True
             self.runs_changed.emit()
         elif isinstance(ev, T.CheckpointSaved):
@@ -712,6 +1032,19 @@ class TrainView(QWidget):
             T.Finished: f"Run #{self.run_id} {getattr(last, 'status', '')}",
             T.Failed: f"Run #{self.run_id} failed"}.get(type(last), "No run"))
         self.runs_changed.emit()
+        # The queue moves on after a finished or failed run; after a Stop it waits (it is held).
+        # The next run starts before run_finished is announced, so the window sees a run
+        # training and starts no background work (the UMAP warm-up) beside it.
+        stopped = isinstance(last, T.Finished) and last.status == "stopped"
+        if stopped or worker.control.stop_requested:
+            self.queue_held = True
+        if self.queue and not self.queue_held:
+            self.run_queue()
+        else:
+            self._refresh_queue()
+            if self._est_pending:
+                self._est_pending = False
+                self.schedule_estimate()
         if isinstance(last, T.Finished) and last.status == "finished":
             self.run_finished.emit(last.run_id)
 
@@ -724,8 +1057,17 @@ class TrainView(QWidget):
         self._ips.clear()
         self.raw_line.setVisible(False)
         self.random_line.setVisible(False)
+        for series in (self.c_std, self.c_rank, self.f_std, self.f_rank):
+            series.clear()
+        self._low_logs = 0
+        self.collapse_step = None
+        self.collapse_banner.setVisible(False)
+        self.collapse_line.setVisible(False)
+        self.collapse_plot_line.setVisible(False)
         self.eval_label.setText("")
         self.throughput_label.setText("")
+        self.device_label.setText("")
+        self._rate = "img/s"
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self._dirty = True
@@ -734,22 +1076,28 @@ class TrainView(QWidget):
     def _drop_after(self, step: int) -> None:
         """A resumed run restarts at its checkpoint: forget loss points logged after it
         (a failed run may have logged steps past its last checkpoint)."""
-        keep = int(np.searchsorted(self.loss.x, step, side="right")) if self.loss.n else 0
-        if keep < self.loss.n:
-            self.loss.n = keep
-            self._dirty = True
+        for series in (self.loss, self.c_std, self.c_rank):
+            keep = int(np.searchsorted(series.x, step, side="right")) if series.n else 0
+            if keep < series.n:
+                series.n = keep
+                self._dirty = True
 
     def _load_history(self, run_id: int) -> None:
         """Draw what a resumed run logged before."""
         rows = self.project.metrics(run_id)
         evals: dict[float, dict] = {}
+        collapse: dict[int, dict] = {}
         for r in rows:
             if r.name == "loss":
                 self.loss.append(r.step, r.value)
             elif r.name in ("knn", "linear", "raw_knn", "random_knn") or r.name in dict(TEXT_METRICS):
                 evals.setdefault(r.epoch, {})[r.name] = r.value
+            elif r.name in COLLAPSE_KEYS:
+                collapse.setdefault(r.step, {})[r.name] = r.value
         for epoch in sorted(evals):
             self._add_evaluation(epoch, evals[epoch])
+        for step in sorted(collapse):
+            self.add_collapse_metrics(step, collapse[step])
         self._dirty = True
         self._redraw()
 
@@ -761,6 +1109,187 @@ class TrainView(QWidget):
         self.loss_curve.setData(self.loss.x.copy(), self.loss.y.copy())
         self.knn_curve.setData(self.knn.x.copy(), 100 * self.knn.y)
         self.linear_curve.setData(self.linear.x.copy(), 100 * self.linear.y)
+        for curve, series in ((self.c_std_curve, self.c_std), (self.c_rank_curve, self.c_rank),
+                              (self.f_std_curve, self.f_std), (self.f_rank_curve, self.f_rank)):
+            curve.setData(series.x.copy(), series.y.copy())
+
+    # ------------------------------------------------------------------ collapse
+    def add_collapse_metrics(self, step: int, metrics: dict) -> None:
+        """Plot a step's collapse metrics (``collapse_std_ratio``, ``collapse_rank_ratio`` from
+        the logged projections, or ``feature_std_ratio``, ``feature_rank_ratio`` from an
+        evaluation) and raise the warning when they stay below the thresholds."""
+        live = "collapse_std_ratio" in metrics or "collapse_rank_ratio" in metrics
+        prefix = "collapse_" if live else "feature_"
+        std, rank = metrics.get(prefix + "std_ratio"), metrics.get(prefix + "rank_ratio")
+        for value, series in ((std, self.c_std if live else self.f_std), (rank, self.c_rank if live else self.f_rank)):
+            if value is not None and math.isfinite(value):
+                series.append(step, value)
+        self._dirty = True
+        low = (std is not None and std < COLLAPSE_STD) or (rank is not None and rank < COLLAPSE_RANK)
+        if live:
+            if low and self._low_logs == 0:
+                self._low_since = int(step)
+            self._low_logs = self._low_logs + 1 if low else 0
+        collapsed = self._low_logs >= COLLAPSE_LOGS if live else low
+        if collapsed and self.collapse_step is None and self._warns_collapse:
+            self._warn_collapse(step, std, rank, live)
+
+    @property
+    def _warns_collapse(self) -> bool:
+        from engine.methods import METHODS
+        cls = METHODS.get(self._run_method or self.method_combo.currentData() or "")
+        return cls is not None and cls.card.family in COLLAPSE_FAMILIES
+
+    def _warn_collapse(self, step: int, std, rank, live: bool) -> None:
+        """Show the banner and mark where the collapse began (the first low log of the streak)."""
+        self.collapse_step = self._low_since if live else int(step)
+        seen = []
+        if std is not None:
+            seen.append(f"spread (std ratio) {std:.3f}, healthy ≈ 1")
+        if rank is not None:
+            seen.append(f"effective-rank ratio {rank:.3f}")
+        where = (f"in {self._low_logs} logged steps in a row, from step {self._low_since} to {step}" if live
+                 else f"at the evaluation of step {step}")
+        step = self.collapse_step
+        what = COLLAPSE_WHAT["std" if std is not None and std < COLLAPSE_STD else "rank"]
+        self.collapse_banner.setText(f"<b>⚠ {what}</b> {COLLAPSE_ADVICE}<br><small>Seen {where}: "
+                                     f"{'; '.join(seen)}.</small>")
+        self.collapse_banner.setVisible(True)
+        self._place_banner()
+        self.collapse_banner.raise_()
+        for line in (self.collapse_line, self.collapse_plot_line):
+            line.setValue(step)
+            line.setVisible(True)
+        self.collapse_line.label.setFormat(f"collapse from step {step}")
+
+    # ------------------------------------------------------------------ estimate
+    def schedule_estimate(self, *_) -> None:
+        """(Re)start the quiet period after which the settings in the forms are estimated."""
+        if self.project is None or self._building:
+            return
+        self._est_timer.start()          # restarts: only the settings that rest count
+
+    def _estimate_request(self):
+        """(data set id, RunConfig, cache key) for the forms, or None when they cannot run."""
+        ds_id = self.dataset_combo.currentData()
+        if self.project is None or ds_id is None or not self._forms_valid or self.train_form is None:
+            return None
+        try:
+            cfg = self.run_config()
+        except Exception:  # noqa: BLE001 - the forms show what is wrong
+            return None
+        d = cfg.to_dict()
+        for key in ESTIMATE_IGNORES:
+            d["train"].pop(key, None)
+        return int(ds_id), cfg, json.dumps([str(self.project.path), ds_id, d], sort_keys=True, default=str)
+
+    def _start_estimate(self) -> None:
+        if self.project is None or not self.isVisible():
+            self.estimate = None         # showEvent asks again
+            self._set_estimate_text("", "")
+            return
+        request = self._estimate_request()
+        if request is None:
+            self._show_estimate(None)
+            return
+        ds_id, cfg, key = request
+        if key in self._est_cache:
+            self._show_estimate(self._est_cache[key])
+            return
+        if self.busy:
+            # A dry run beside a training run would slow it down and time the contention.
+            self._est_pending = True
+            self._set_estimate_text("estimate: after this run", "")
+            return
+        if self._est_worker is not None and self._est_worker.is_running():
+            # The latest settings win: cancel the stale dry run, start this one when it has stopped.
+            self._est_worker.cancel()
+            self._est_pending = True
+            self._set_estimate_text("estimating…", "")
+            return
+        self.estimate = None
+        self._set_estimate_text("estimating…", "A few dry-run training steps time these settings")
+        worker = FunctionWorker(_estimate_in_background, self.project, ds_id, cfg, steps=self.estimate_steps,
+                                max_seconds=self.estimate_max_seconds, thread_name="pretext-estimate")
+        worker.result.connect(lambda result, key=key: self._on_estimate(key, result))
+        worker.errored.connect(lambda message, details, key=key: self._on_estimate_error(key, message))
+        worker.finished.connect(lambda w=worker: self._on_estimate_finished(w))
+        self._est_worker = worker
+        worker.start()
+
+    def _on_estimate(self, key: str, result: dict) -> None:
+        self._est_cache[key] = result
+        while len(self._est_cache) > 32:
+            self._est_cache.pop(next(iter(self._est_cache)))
+        request = self._estimate_request()
+        if request is not None and request[2] == key:
+            self._show_estimate(result)
+
+    def _on_estimate_error(self, key: str, message: str) -> None:
+        request = self._estimate_request()
+        if request is not None and request[2] == key:
+            self._set_estimate_text(f"no estimate: {message}", message)
+
+    def _on_estimate_finished(self, worker: FunctionWorker) -> None:
+        if worker is not self._est_worker:
+            return
+        self._est_worker = None
+        if self._est_pending and not self.busy:
+            self._est_pending = False
+            self._start_estimate()
+
+    def _cancel_estimate(self) -> None:
+        """Drop the waiting request and cancel the dry run in flight (it ends after its step)."""
+        self._est_timer.stop()
+        self._est_pending = False
+        if self._est_worker is not None:
+            self._est_worker.cancel()
+
+    def _show_estimate(self, est: dict | None) -> None:
+        self.estimate = est
+        if est is None:
+            self._set_estimate_text("", "")
+            return
+        if not est.get("available"):
+            self._set_estimate_text("no estimate for text methods", est.get("reason", ""))
+            return
+        from engine.estimate import evaluations, total_seconds
+        train = self.train_form.config() if self.train_form is not None else None
+        epochs = train.epochs if train is not None else est["epochs"]
+        eval_every = train.eval_every if train is not None else 1
+        linear_every = bool(train.linear_probe_every_eval) if train is not None else False
+        epochs = epochs if est.get("iterative", True) else 1
+        total = total_seconds(est, epochs, eval_every, linear_every)
+        per_epoch = (f"≈ {_fmt_span(est['seconds_per_epoch'])}/epoch · " if est.get("iterative", True) else "")
+        text = (f"{per_epoch}≈ {_fmt_span(total)} for {epochs} epoch{'s' if epochs != 1 else ''} · "
+                f"~{_fmt_bytes(est['peak_memory_bytes'])}")
+        how = ("measured (torch.cuda.max_memory_allocated)" if est["memory_method"] == "measured" else
+               "counted: parameters, gradients, optimiser state, the activations kept for the backward "
+               "pass, the loop's image copies and one evaluation's features")
+        parts = "\n".join(f"  {k}: {_fmt_bytes(v)}" for k, v in est.get("memory_parts", {}).items())
+        if est.get("iterative", True):
+            steps = (f"From {est.get('timed_steps', 0)} dry-run training steps on {est['device']} (after a "
+                     f"warm-up step), nothing saved: {_fmt_span(est['seconds_per_step'])} per step of "
+                     f"{est['batch_size']} images × {est['steps_per_epoch']} steps per epoch.")
+        else:
+            steps = (f"From a fit on a sample of the training images on {est['device']}, scaled to all "
+                     f"{est['n_train']:,}, nothing saved: ≈ {_fmt_span(est['seconds_per_epoch'])}.")
+        n_eval = evaluations(est, epochs, eval_every)
+        tip = (f"{steps}\n{n_eval} evaluation{'s' if n_eval != 1 else ''} (embeddings and kNN) ≈ "
+               f"{_fmt_span(est['seconds_per_evaluation'])} each; the linear probe "
+               f"≈ {_fmt_span(est.get('seconds_linear_probe', 0.0))} a fit; the raw-pixel baselines "
+               f"≈ {_fmt_span(est.get('seconds_baselines', 0.0))} (a data set's first run only).\n"
+               f"Memory {how}:\n{parts}")
+        if est.get("warning"):
+            text += " · ⚠ loss not finite"
+            tip = est["warning"] + "\n\n" + tip
+        self._set_estimate_text(text, tip)
+
+    def _set_estimate_text(self, text: str, tip: str) -> None:
+        # A plain label is as wide as its text: keep an error message from widening the window.
+        short = text if len(text) <= 60 else text[:59] + "…"
+        self.estimate_label.setText(short)
+        self.estimate_label.setToolTip(tip or text)
 
     # ------------------------------------------------------------------ text runs
     @property
@@ -781,6 +1310,7 @@ class TrainView(QWidget):
         if self.busy:
             return
         legend = self.knn_plot.getPlotItem().legend
+        self.collapse_plot.setVisible(not self.is_text)
         if self.is_text:
             self.knn_plot.setTitle("Evaluation of the representation (%)")
             self._set_eval_name("evaluation")
