@@ -178,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         stop_all()
         return 1
     run_id = tv.run_id
+    tv.schedule_estimate()
+    wait_until(app, lambda: tv.estimate is not None, 60)    # the label shows numbers, not "estimating…"
     shot("train")
 
     shoot_map(app, window, shot, run_id, args.umap_timeout)

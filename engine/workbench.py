@@ -316,9 +316,9 @@ def export_embeddings(project: Project, embedding_id: int, out: Path, fmt: str) 
         cols = ["name"] + (["label"] if data.labels is not None else []) + \
             (["caption"] if data.captions else [])
         lines = ["\t".join(cols)]
-        names = item_names(data, project.embedding_set(embedding_id))
+        item_name = item_names(data, project.embedding_set(embedding_id))
         for i in ids:
-            row = [names[i]]
+            row = [item_name[i]]
             if data.labels is not None:
                 names = data.class_names or []
                 lab = int(data.labels[i])

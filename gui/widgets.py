@@ -56,3 +56,20 @@ def error_dialog(parent, title: str, message: str, details: str = "", informativ
     copy.clicked.connect(lambda: QApplication.clipboard().setText(f"{title}\n{message}\n\n{details}".strip()))
     box.open()
     return box
+
+
+def fill_run_combo(combo, project, runs, with_status: bool = False) -> None:
+    """List ``runs`` (RunRecords of ``project``) in ``combo`` as "#id name (dataset)",
+    keeping the run that was selected when it is still listed (else the first);
+    emits no signals: the caller decides whether the selection changed."""
+    current = combo.currentData()
+    combo.blockSignals(True)
+    combo.clear()
+    if project is not None:
+        names = {d.id: d.name for d in project.datasets()}
+        for r in runs:
+            combo.addItem(f"#{r.id} {r.name or r.method} ({names.get(r.dataset_id, '?')})"
+                          + (f" — {r.status}" if with_status and r.status != "finished" else ""), r.id)
+    i = combo.findData(current) if current is not None else -1
+    combo.setCurrentIndex(i if i >= 0 else (0 if combo.count() else -1))
+    combo.blockSignals(False)

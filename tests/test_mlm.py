@@ -233,7 +233,7 @@ def test_word_vocabulary_is_the_same_on_every_run():
     assert a.encode("the red [MASK]").tokens == ["the", "red", "[MASK]"]
 
 
-def test_trains_in_the_loop_and_resumes_to_the_same_weights(captions_project, one_thread):
+def test_trains_in_the_loop_and_resumes_to_the_same_weights(captions_project, one_thread, tmp_path):
     from engine import workbench
     from engine.train import Evaluation, Finished, RunControl, Step
     project = captions_project
@@ -247,6 +247,12 @@ def test_trains_in_the_loop_and_resumes_to_the_same_weights(captions_project, on
     assert last["perplexity"] < 0.9 * last["unigram_perplexity"], last
     emb = workbench.final_embeddings(project, full)
     assert emb.split == "sentences" and emb.dim == 32
+    # Exported for the TensorBoard projector, each row is named by its sentence.
+    out = workbench.export_embeddings(project, emb.id, tmp_path / "s.tsv", "tsv")
+    names = out[1].read_text(encoding="utf-8").splitlines()[1:]
+    ids, _ = project.load_embeddings(emb.id)
+    data = workbench.load_dataset(project, "captions")
+    assert names[:3] == [data.sentences[i] for i in ids[:3]]
 
     part = workbench.create_run(project, "captions", "mlm", MLM_RUN)
     control = RunControl()

@@ -20,7 +20,7 @@ from PySide6.QtGui import QKeySequence, QPainter, QPixmap, QShortcut
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPushButton, QSlider, QTabWidget,
                                QVBoxLayout, QWidget)
 
-from ..widgets import ElidedLabel, error_dialog
+from ..widgets import ElidedLabel, error_dialog, fill_run_combo
 from ..workers import FunctionWorker
 from .datasets_view import ImageGrid
 
@@ -237,19 +237,10 @@ class ReconstructionsView(QWidget):
 
     def refresh(self) -> None:
         """Re-list the runs that can draw reconstructions (keeps the current one)."""
-        current = self.run_combo.currentData()
-        self.run_combo.blockSignals(True)
-        self.run_combo.clear()
-        if self.project is not None:
-            names = {d.id: d.name for d in self.project.datasets()}
-            for r in reversed(self.project.runs()):
-                if reconstructs(r.method) and r.status != "created":
-                    self.run_combo.addItem(f"#{r.id} {r.name or r.method} ({names.get(r.dataset_id, '?')}) "
-                                           f"— {r.status}", r.id)
+        runs = [] if self.project is None else [
+            r for r in reversed(self.project.runs()) if reconstructs(r.method) and r.status != "created"]
+        fill_run_combo(self.run_combo, self.project, runs, with_status=True)
         self.run_combo.setPlaceholderText("no runs that reconstruct")
-        i = self.run_combo.findData(current) if current is not None else -1
-        self.run_combo.setCurrentIndex(i if i >= 0 else (0 if self.run_combo.count() else -1))
-        self.run_combo.blockSignals(False)
         if not self.run_combo.count():
             self.run_id = None
             self.grid.set_rows([])

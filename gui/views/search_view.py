@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QHBoxL
                                QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
 
 from ..images import thumbnail
-from ..widgets import ElidedLabel, error_dialog
+from ..widgets import ElidedLabel, error_dialog, fill_run_combo
 from ..workers import FunctionWorker
 
 THUMB = 96
@@ -397,20 +397,11 @@ class SearchView(QWidget):
 
     def refresh(self) -> None:
         """Re-list the searchable runs (keeps the current one)."""
-        current = self.run_combo.currentData()
-        self.run_combo.blockSignals(True)
-        self.run_combo.clear()
-        if self.project is not None:
-            names = {d.id: d.name for d in self.project.datasets()}
-            for r in reversed(self.project.runs()):
-                if searches(r.method) and (r.status == "finished" or
-                                           (r.status != "running" and self.project.checkpoints(r.id))):
-                    self.run_combo.addItem(f"#{r.id} {r.name or r.method} ({names.get(r.dataset_id, '?')})"
-                                           + ("" if r.status == "finished" else f" — {r.status}"), r.id)
+        runs = [] if self.project is None else [
+            r for r in reversed(self.project.runs()) if searches(r.method) and (
+                r.status == "finished" or (r.status != "running" and self.project.checkpoints(r.id)))]
+        fill_run_combo(self.run_combo, self.project, runs, with_status=True)
         self.run_combo.setPlaceholderText("no CLIP runs")
-        i = self.run_combo.findData(current) if current is not None else -1
-        self.run_combo.setCurrentIndex(i if i >= 0 else (0 if self.run_combo.count() else -1))
-        self.run_combo.blockSignals(False)
         if not self.run_combo.count():
             self.run_id = None
             self.dataset_combo.clear()

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (QComboBox, QCompleter, QFrame, QGroupBox, QHBoxLa
                                QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
 from ..theme import accent, error_colour, is_dark, style_plot
-from ..widgets import ElidedLabel
+from ..widgets import ElidedLabel, fill_run_combo
 from ..workers import FunctionWorker
 
 N_NEIGHBOURS = 12
@@ -383,17 +383,8 @@ class WordsView(QWidget):
 
     def refresh(self) -> None:
         """Re-list the finished text runs (keeps the current one)."""
-        current = self.run_combo.currentData()
-        self.run_combo.blockSignals(True)
-        self.run_combo.clear()
-        if self.project is not None:
-            datasets = {d.id: d.name for d in self.project.datasets()}
-            for r in text_runs(self.project):
-                self.run_combo.addItem(f"#{r.id} {r.name or r.method} ({datasets.get(r.dataset_id, '?')})", r.id)
+        fill_run_combo(self.run_combo, self.project, text_runs(self.project) if self.project else [])
         self.run_combo.setPlaceholderText("no finished text runs yet")
-        i = self.run_combo.findData(current) if current is not None else -1
-        self.run_combo.setCurrentIndex(i if i >= 0 else (0 if self.run_combo.count() else -1))
-        self.run_combo.blockSignals(False)
         self.run_combo.setEnabled(self.run_combo.count() > 0)
         if not self.run_combo.count():
             self._clear()
