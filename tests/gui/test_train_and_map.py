@@ -159,9 +159,10 @@ def test_train_stop_resume_and_map(window, project, qtbot, configure_small_run, 
         return embedding_id, pid, project_.load_projection(pid)
 
     monkeypatch.setattr("gui.views.map_view.compute_umap", fake_umap)
-    with qtbot.waitSignal(mv.map_ready, timeout=30_000) as ready:
+    # (A PCA redraw still queued from loading the run may arrive first: wait for the UMAP one.)
+    with qtbot.waitSignal(mv.map_ready, timeout=30_000, check_params_cb=lambda kind: kind == "umap") as ready:
         mv.start_umap()
-    assert ready.args == ["umap"]
+    assert ready.args == ["umap"] and mv.kind == "umap"
     from engine.maps import normalise_coords
     np.testing.assert_allclose(mv.coords, normalise_coords(fake))
     np.testing.assert_allclose(mv.scatter.data["x"], normalise_coords(fake)[:, 0])
