@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args.project.parent.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
+    for leftover in (args.project, *args.project.parent.glob(args.project.name + "-*")):
+        leftover.unlink(missing_ok=True)     # a fresh project: the pictures show only this script's runs
     project = ensure_demo_project(args.project)
     window = MainWindow(project)
     window.set_project(project, describe_device())

@@ -12,7 +12,7 @@ from ..workers import FunctionWorker
 from .train_view import RESUMABLE
 
 RUN_COLUMNS = ("#", "Name", "Method", "Data set", "Status", "kNN", "Linear probe", "Created")
-DATASET_COLUMNS = ("Name", "Kind", "Items", "Size", "Classes", "Train / test")
+DATASET_COLUMNS = ("Name", "Kind", "Items", "Size", "Classes", "Train / test")   # test: held out for text
 
 
 def _item(text: str, sort_value=None, align_right: bool = False) -> QTableWidgetItem:
@@ -187,7 +187,7 @@ class ProjectView(QWidget):
             n_classes = stats.get("n_classes")
             t.setItem(r, 4, _item("—" if not n_classes else str(n_classes), align_right=True))
             split = stats.get("split") or {}
-            t.setItem(r, 5, _item(f"{split.get('train', 0):,} / {split.get('test', 0):,}" if split else "—"))
+            t.setItem(r, 5, _item(f"{split.get('train', 0):,} / {split.get('test', split.get('heldout', 0)):,}" if split else "—"))
         self.datasets_empty.setVisible(not datasets)
         names = {d.id: d.name for d in datasets}
 
