@@ -35,7 +35,7 @@ from . import augment, evaluate
 from .methods import DataInfo, get_method
 from .train import (
     RunConfig,
-    _step_generator,
+    step_generator,
     default_run_config,
     embed_images,
     images_tensor,
@@ -95,8 +95,8 @@ def estimate_run(project, dataset, method: str | None = None, overrides: dict | 
     # The first run on a data set fits the raw-pixel baselines; later ones reuse them.
     from types import SimpleNamespace
 
-    from .train import _earlier_raw_baselines
-    need_baselines = not _earlier_raw_baselines(
+    from .train import earlier_raw_baselines
+    need_baselines = not earlier_raw_baselines(
         project, SimpleNamespace(id=-1, dataset_id=rec.id, fingerprint=rec.fingerprint), run_config.train.knn_k)
 
     # The global RNG is the training thread's too: keep this call from moving it.
@@ -173,7 +173,7 @@ def _estimate(data, run_config: RunConfig, m_cls, device: torch.device, steps: i
             x = train_images[idx.to(train_images.device)].to(device, non_blocking=True)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(i, total_steps, steps_per_epoch, tcfg)
-            gen = _step_generator(tcfg.seed, i, 0, device)
+            gen = step_generator(tcfg.seed, i, 0, device)
             saved: dict[tuple, int] = {}
 
             def pack(t: torch.Tensor, saved=saved):

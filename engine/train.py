@@ -275,7 +275,7 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
+def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed((seed * 1_000_003 + step * 9_973 + rank * 7_919) % (2**63 - 1))
     return g
@@ -495,7 +495,7 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
     # Baselines beside every result: raw pixels, and this very network before training.
     if is_main and start_step == 0 and can_eval:
         tr, te = data.split == 0, test_idx
-        base = _earlier_raw_baselines(project, record, tcfg.knn_k)
+        base = earlier_raw_baselines(project, record, tcfg.knn_k)
         if not base:
             raw = evaluate.raw_pixel_features(data.images)
             base = evaluate.evaluate_features(raw[tr], labels[tr], raw[te], labels[te], prefix="raw_",
@@ -549,7 +549,7 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
                 lr = lr_at(step, total_steps, steps_per_epoch, tcfg)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                gen = _step_generator(tcfg.seed, step, dist.rank, device)
+                gen = step_generator(tcfg.seed, step, dist.rank, device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     loss, logs = model(x, run_cfg.views, gen, index=train_index[idx].to(device))
                 if not torch.isfinite(loss):
@@ -619,7 +619,7 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
     yield Finished(run_id, "finished", step, metrics)
 
 
-def _earlier_raw_baselines(project, record, knn_k: int) -> dict[str, float]:
+def earlier_raw_baselines(project, record, knn_k: int) -> dict[str, float]:
     """The raw-pixel baselines of an earlier run on the same data and kNN setting.
 
     They depend only on the dataset, and the raw-pixel linear probe is often the
@@ -644,7 +644,7 @@ def _save_reconstructions(project, run_id: int, method: Method, images: torch.Te
     was_training = method.training
     method.eval()
     with torch.no_grad():
-        rec = method.reconstruct(sample, _step_generator(seed, 0, 0, device))
+        rec = method.reconstruct(sample, step_generator(seed, 0, 0, device))
     method.train(was_training)
     if rec is None:
         return

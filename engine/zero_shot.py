@@ -154,7 +154,7 @@ def clip_metrics(method, data, feats: np.ndarray) -> dict[str, float]:
 # On a trained run in a project
 
 
-def _clip_run(project, run_id: int):
+def load_clip_run(project, run_id: int):
     from .workbench import load_trained_method
     method, device = load_trained_method(project, run_id)
     if not hasattr(method, "encode_text"):
@@ -163,7 +163,7 @@ def _clip_run(project, run_id: int):
     return method, device
 
 
-def _image_embeddings(project, run_id: int, dataset_id: int, method, device) -> np.ndarray:
+def image_embeddings(project, run_id: int, dataset_id: int, method, device) -> np.ndarray:
     """The run's stored final image embeddings when ``dataset_id`` is its own dataset, else fresh ones."""
     from .train import embed_images, images_tensor
     from .workbench import final_embeddings, load_dataset
@@ -184,10 +184,10 @@ def search_images(project, run_id: int, text: str, k: int = 10,
 
     Each hit: {"index", "score", "name", "caption"}."""
     from .workbench import load_dataset
-    method, device = _clip_run(project, run_id)
+    method, device = load_clip_run(project, run_id)
     dataset_id = project.dataset(dataset).id if dataset is not None else project.run(run_id).dataset_id
     data = load_dataset(project, dataset_id)
-    feats = _image_embeddings(project, run_id, dataset_id, method, device)
+    feats = image_embeddings(project, run_id, dataset_id, method, device)
     idx, scores = top_k(method.encode_text([text])[0], feats, k)
     return [{"index": int(i), "score": float(s), "name": data.item_names[i],
              "caption": (data.captions[i] if data.captions else "")} for i, s in zip(idx, scores)]
@@ -200,7 +200,7 @@ def search_texts(project, run_id: int, image_index: int, k: int = 10,
     caption's item, or its position in ``texts``)."""
     from .methods.clip import item_captions
     from .workbench import load_dataset
-    method, device = _clip_run(project, run_id)
+    method, device = load_clip_run(project, run_id)
     run = project.run(run_id)
     data = load_dataset(project, run.dataset_id)
     if texts is None:
@@ -209,7 +209,7 @@ def search_texts(project, run_id: int, image_index: int, k: int = 10,
         owner = [i for i, item in enumerate(caps) for _ in item]
     else:
         texts, owner = list(texts), list(range(len(texts)))
-    feats = _image_embeddings(project, run_id, run.dataset_id, method, device)
+    feats = image_embeddings(project, run_id, run.dataset_id, method, device)
     idx, scores = top_k(feats[image_index], method.encode_text(texts), k)
     return [{"text": texts[i], "score": float(s), "index": int(owner[i])} for i, s in zip(idx, scores)]
 
@@ -227,7 +227,7 @@ def zero_shot(project, run_id: int, dataset: int | str | None = None,
     replaces each class name in the templates, e.g. "crimson" for "red" (the GUI's
     editable class prompts); the result keeps them as "class_texts"."""
     from .workbench import load_dataset
-    method, device = _clip_run(project, run_id)
+    method, device = load_clip_run(project, run_id)
     rec = project.dataset(dataset) if dataset is not None else project.dataset(project.run(run_id).dataset_id)
     data = load_dataset(project, rec.id)
     if attribute is None:
@@ -241,7 +241,7 @@ def zero_shot(project, run_id: int, dataset: int | str | None = None,
         raise ValueError(f"dataset {rec.name!r} has no attribute {attribute!r} "
                          f"(it has: {', '.join(data.attributes) or 'none'})")
     templates = list(templates or getattr(method, "templates", None) or DEFAULT_TEMPLATES)
-    feats = _image_embeddings(project, run_id, rec.id, method, device)
+    feats = image_embeddings(project, run_id, rec.id, method, device)
     items = np.flatnonzero(np.asarray(data.split) == 1)
     if len(items) == 0:
         items = np.arange(data.n)

@@ -181,7 +181,7 @@ class TrainWorker(Worker):
 
     def work(self) -> None:
         from engine.workbench import run_training
-        _lower_priority()
+        lower_priority()
         if self.run_id is None:
             self.run_id = int(self._create())
             self.run_created.emit(self.run_id)
@@ -206,7 +206,7 @@ class TrainWorker(Worker):
         return self.control.paused
 
 
-def _lower_priority(nice: int = 5) -> None:
+def lower_priority(nice: int = 5) -> None:
     """Make the calling thread (and the torch threads it starts) yield the CPU to the GUI thread
     when the machine is busy: training then never starves the event loop. Linux only (there
     a thread has its own nice value; elsewhere this call would renice the whole process)."""

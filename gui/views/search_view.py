@@ -70,11 +70,11 @@ class SearchSession:
     def __init__(self, project, run_id: int, dataset_id: int):
         from engine.methods.clip import item_captions
         from engine.workbench import load_dataset
-        from engine.zero_shot import _clip_run, _image_embeddings
+        from engine.zero_shot import load_clip_run, image_embeddings
         self.key = (str(project.path), run_id, dataset_id)
-        self.method, self.device = _clip_run(project, run_id)
+        self.method, self.device = load_clip_run(project, run_id)
         self.data = load_dataset(project, dataset_id)
-        self.feats = _image_embeddings(project, run_id, dataset_id, self.method, self.device)
+        self.feats = image_embeddings(project, run_id, dataset_id, self.method, self.device)
         # The captions to retrieve: the run's training-set captions, each distinct text once
         # (shapes repeats its phrasings: ten copies of one caption would hide the others).
         caps = item_captions(load_dataset(project, project.run(run_id).dataset_id))

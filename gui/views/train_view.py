@@ -161,8 +161,8 @@ def _estimate_in_background(project, dataset_id: int, run_config, cancel, steps:
     """The dry run, on a worker thread that yields the CPU to the GUI thread."""
     from engine.estimate import estimate_run
 
-    from ..workers import _lower_priority
-    _lower_priority()
+    from ..workers import lower_priority
+    lower_priority()
     return estimate_run(project, dataset_id, run_config=run_config, steps=steps, cancel=cancel,
                         max_seconds=max_seconds)
 
