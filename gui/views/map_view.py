@@ -318,6 +318,7 @@ class MapView(QWidget):
         self._partner_fresh = False
         self._hovered_item = -1
         self._load_worker: FunctionWorker | None = None
+        self._loading_run: int | None = None     # the run whose load result is awaited
         self._umap_worker: FunctionWorker | None = None
         self._cluster_worker: FunctionWorker | None = None
         self._clusters: dict[tuple[int, int], np.ndarray] = {}     # (embedding id, k) → labels
@@ -587,6 +588,7 @@ class MapView(QWidget):
         self.project = project
         self.info = None
         self.run_id = None
+        self._loading_run = None
         self._clusters.clear()
         self.refresh()
 
@@ -647,7 +649,9 @@ class MapView(QWidget):
     def _load(self, run_id: int, force: bool = False) -> None:
         if self.project is None:
             return
-        loading = self._load_worker is not None and self._load_worker.is_running()
+        # Until its result has been handled, a load counts as on its way: the worker
+        # thread ends a moment before its queued result reaches this thread.
+        loading = self._loading_run == run_id
         if run_id == self.run_id and not force and (loading or self.info is not None):
             return   # already shown or on its way
         self.run_id = run_id
@@ -657,12 +661,16 @@ class MapView(QWidget):
         worker.result.connect(self._on_loaded)
         worker.errored.connect(self._on_load_error)
         self._load_worker = worker
+        self._loading_run = run_id
         worker.start()
 
     def _on_load_error(self, message: str, details: str) -> None:
+        self._loading_run = None
         self.status.setText(f"Could not load the map: {message}")
 
     def _on_loaded(self, info: dict) -> None:
+        if info["run_id"] == self._loading_run:
+            self._loading_run = None
         if info["run_id"] != self.run_id:
             return  # the user picked another run meanwhile
         self.info = info

@@ -152,6 +152,7 @@ class WordsView(QWidget):
         self.last_fill: list | None = None
         self._labels: list[pg.TextItem] = []
         self._load_worker: FunctionWorker | None = None
+        self._loading_run: int | None = None     # the run whose load result is awaited
         self._umap_worker: FunctionWorker | None = None
         self._fill_worker: FunctionWorker | None = None
         self._build()
@@ -378,6 +379,7 @@ class WordsView(QWidget):
     def set_project(self, project) -> None:
         self.project = project
         self.run_id = None
+        self._loading_run = None
         self.info = None
         self.refresh()
 
@@ -419,7 +421,9 @@ class WordsView(QWidget):
     def _load(self, run_id: int) -> None:
         if self.project is None:
             return
-        loading = self._load_worker is not None and self._load_worker.is_running()
+        # Until its result has been handled, a load counts as on its way: the worker
+        # thread ends a moment before its queued result reaches this thread.
+        loading = self._loading_run == run_id
         if run_id == self.run_id and (loading or self.info is not None):
             return
         self.run_id = run_id
@@ -429,6 +433,7 @@ class WordsView(QWidget):
         worker.result.connect(self._on_loaded)
         worker.errored.connect(self._on_load_error)
         self._load_worker = worker
+        self._loading_run = run_id
         worker.start()
 
     def _clear(self) -> None:
@@ -452,9 +457,12 @@ class WordsView(QWidget):
         self.hide_hover()
 
     def _on_load_error(self, message: str, details: str) -> None:
+        self._loading_run = None
         self.status.setText(f"Could not load the run: {message}")
 
     def _on_loaded(self, info: dict) -> None:
+        if info["run_id"] == self._loading_run:
+            self._loading_run = None
         if info["run_id"] != self.run_id:
             return            # another run was picked meanwhile
         self.info = info
