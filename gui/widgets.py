@@ -73,3 +73,13 @@ def fill_run_combo(combo, project, runs, with_status: bool = False) -> None:
     i = combo.findData(current) if current is not None else -1
     combo.setCurrentIndex(i if i >= 0 else (0 if combo.count() else -1))
     combo.blockSignals(False)
+
+
+def select_run_quietly(combo, run_id: int) -> None:
+    """Show ``run_id`` as the combo's choice without emitting its change signals
+    (the caller loads the run itself)."""
+    i = combo.findData(run_id)
+    if i >= 0:
+        combo.blockSignals(True)
+        combo.setCurrentIndex(i)
+        combo.blockSignals(False)

@@ -41,7 +41,7 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QFrame, QHBoxLay
 
 from ..images import thumbnail
 from ..theme import accent, category_colors, is_dark, style_plot
-from ..widgets import ElidedLabel, error_dialog
+from ..widgets import ElidedLabel, error_dialog, select_run_quietly
 from ..workers import FunctionWorker
 
 N_NEIGHBOURS = 8
@@ -633,11 +633,7 @@ class MapView(QWidget):
     def show_run(self, run_id: int) -> None:
         """Show ``run_id``'s map (loads on a worker thread; ``map_ready`` says when)."""
         self.refresh()
-        i = self.run_combo.findData(run_id)
-        if i >= 0:
-            self.run_combo.blockSignals(True)
-            self.run_combo.setCurrentIndex(i)
-            self.run_combo.blockSignals(False)
+        select_run_quietly(self.run_combo, run_id)
         self._load(run_id)
 
     def _on_run_chosen(self, *_):

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (QComboBox, QCompleter, QFrame, QGroupBox, QHBoxLa
                                QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
 from ..theme import accent, error_colour, is_dark, style_plot
-from ..widgets import ElidedLabel, fill_run_combo
+from ..widgets import ElidedLabel, fill_run_combo, select_run_quietly
 from ..workers import FunctionWorker
 
 N_NEIGHBOURS = 12
@@ -406,11 +406,7 @@ class WordsView(QWidget):
     def show_run(self, run_id: int) -> None:
         """Load and show text run ``run_id`` (on a worker thread; ``run_loaded`` says when)."""
         self.refresh()
-        i = self.run_combo.findData(run_id)
-        if i >= 0:
-            self.run_combo.blockSignals(True)
-            self.run_combo.setCurrentIndex(i)
-            self.run_combo.blockSignals(False)
+        select_run_quietly(self.run_combo, run_id)
         self._load(run_id)
 
     def _on_run_chosen(self, *_):
