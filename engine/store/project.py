@@ -77,6 +77,14 @@ class DatasetRecord:
     created_at: datetime
 
 
+#: Every status a run can read. "interrupted" is not written by a trainer: the store
+#: reports it for a run marked running whose owning process is gone (see issue #11);
+#: "damaged" is a run whose row cannot be read (its config is not valid JSON).
+RUN_STATUSES = ("created", "running", "paused", "stopped", "finished", "failed", "interrupted", "damaged")
+#: The statuses a user can resume from.
+RESUMABLE_STATUSES = ("stopped", "failed", "interrupted")
+
+
 @dataclass(frozen=True)
 class RunRecord:
     id: int
