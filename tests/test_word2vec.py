@@ -218,3 +218,55 @@ def test_image_data_is_refused_clearly(project):
     run_id = workbench.create_run(project, "digits", "word2vec", {"epochs": "1"})
     events = list(workbench.run_training(project, run_id))
     assert "trains on text" in events[-1].error and project.run(run_id).status == "failed"
+
+
+def test_removing_the_common_direction():
+    from engine.text_eval import WordVectors, abtt_components, remove_common_directions
+    rng = np.random.default_rng(0)
+    # Two clusters of words on top of a large direction every word shares.
+    common = 50 * rng.normal(size=32)
+    centres = rng.normal(size=(2, 32))
+    vectors = common + np.repeat(centres, 10, axis=0) + 0.1 * rng.normal(size=(20, 32))
+    wv = WordVectors([f"a{i}" for i in range(10)] + [f"b{i}" for i in range(10)], vectors)
+    raw = wv.neighbours("a0", 19)
+    assert min(s for _, s in raw) > 0.99                                  # every raw cosine says "same"
+    assert wv.random_pair_score("raw") > 0.99
+
+    centred = remove_common_directions(vectors, "centred")
+    np.testing.assert_allclose(centred.mean(0), 0, atol=1e-4)
+    near = wv.neighbours("a0", 19, scores="centred")
+    assert [w[0] for w, _ in near[:9]] == ["a"] * 9                       # the same ranking: own cluster first
+    assert near[0][1] > 0.9 and near[-1][1] < -0.5                        # but scores that spread
+    assert abs(wv.random_pair_score("centred")) < 0.1                     # unrelated words near 0
+
+    # All-but-the-top: also nothing left along the top principal direction.
+    abtt = remove_common_directions(vectors, "abtt")
+    x = vectors - vectors.mean(0)
+    top = np.linalg.svd(x, full_matrices=False)[2][0]
+    assert np.abs(abtt @ top).max() < 1e-3 and np.abs(x @ top).max() > 1
+    assert abtt_components(24) == 1 and abtt_components(300) == 3
+    assert remove_common_directions(vectors, "raw").shape == (20, 32)
+    with pytest.raises(ValueError, match="scores must be one of"):
+        remove_common_directions(vectors, "pca")
+
+
+def test_centred_scores_spread_where_raw_cosines_do_not(project):
+    """The default word2vec on the shapes captions: every raw cosine is above 0.99
+    (as a first-time user saw); centred scores spread, and the ranking stays sensible."""
+    colours = {"red", "green", "blue", "yellow", "purple", "orange", "white", "cyan"}
+    workbench.import_dataset(project, "shapes-captions", "captions")
+    run_id = workbench.create_run(project, "captions", "word2vec", {"threads": "1"})
+    assert type(list(workbench.run_training(project, run_id))[-1]) is Finished
+    wv = workbench.run_word_vectors(project, run_id)
+    raw = wv.neighbours("red", 10)
+    assert min(s for _, s in raw) > 0.99, raw
+    centred = wv.neighbours("red", 10, scores="centred")
+    values = [s for _, s in centred]
+    assert max(values) - min(values) > 0.3, centred                       # a real spread
+    assert values == sorted(values, reverse=True) and max(values) < 0.95
+    assert centred[0][0] in colours and sum(w in colours for w, _ in centred[:6]) >= 5, centred
+    assert abs(wv.random_pair_score("centred")) < 0.1 < wv.random_pair_score("raw")
+    # Analogies and odd-one-out take the same choice.
+    assert wv.odd_one_out(["red", "blue", "green", "circle"], scores="centred") == "circle"
+    answers = wv.analogy("red", "circle", "blue", k=3, scores="centred")
+    assert answers[0][1] < 0.9 and answers[0][1] - answers[-1][1] > 0.01, answers
