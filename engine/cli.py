@@ -418,32 +418,42 @@ def cmd_export(args) -> int:
 
 def cmd_words(args) -> int:
     """Queries on a text run's word vectors: neighbours, analogies, odd-one-out."""
+    from .text_eval import SCORE_MODES
     from .workbench import run_word_vectors
     project = _open(args, read_only=True)
     try:
         wv = run_word_vectors(project, args.run)
         query = " ".join(args.query).strip()
+        scores = args.scores
         try:
             if args.odd:
                 words = query.replace(",", " ").split()
-                result = {"odd_one_out": wv.odd_one_out(words)}
+                result = {"odd_one_out": wv.odd_one_out(words, scores=scores)}
                 text = result["odd_one_out"]
             elif "::" in query:
                 left, right = (p.strip() for p in query.split("::", 1))
                 a, b = (w.strip() for w in left.split(":"))
                 c = right.split(":")[0].strip()
-                rows = wv.analogy(a, b, c, k=args.k, method=args.method)
+                rows = wv.analogy(a, b, c, k=args.k, method=args.method, scores=scores)
                 result = {"analogy": [a, b, c], "answers": rows}
                 text = "\n".join(f"{w:20s} {s:.4f}" for w, s in rows)
             else:
-                rows = wv.neighbours(query, args.k) if " " not in query else wv.phrase_neighbours(query, args.k)
+                rows = (wv.neighbours(query, args.k, scores=scores) if " " not in query
+                        else wv.phrase_neighbours(query, args.k, scores=scores))
                 result = {"query": query, "neighbours": rows}
                 text = "\n".join(f"{w:20s} {s:.4f}" for w, s in rows)
         except KeyError as e:
             raise UserError(f"run {args.run}: {e.args[0]}") from None
         except ValueError as e:
             raise UserError(f"{e} (analogies are written a:b::c:?)") from None
-        print(json.dumps(result, indent=2) if args.json else text)
+        result["scores"] = scores
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            print(text)
+            if not args.odd:        # what the numbers are, on stderr: stdout stays one answer a line
+                print(f"(scores: {SCORE_MODES[scores][0]}; two random words score "
+                      f"{wv.random_pair_score(scores):.2f} on average)", file=sys.stderr)
         return 0
     finally:
         project.close()
@@ -610,6 +620,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--odd", action="store_true", help="which word does not belong with the others")
     sp.add_argument("-k", type=int, default=10, help="answers to show")
     sp.add_argument("--method", choices=("add", "mul"), default="add", help="analogies: 3CosAdd or 3CosMul")
+    sp.add_argument("--scores", choices=("raw", "centred", "abtt"), default="centred",
+                    help="cosines of the vectors as trained (raw), after subtracting their mean (centred, "
+                    "the default: raw cosines of a small corpus are all near 1) or also without the top "
+                    "principal direction (abtt, all-but-the-top)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_words)
     return p

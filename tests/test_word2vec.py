@@ -200,7 +200,24 @@ def test_cli_words_and_exports(project, tmp_path, capsys):
     path = str(project.path)
     project.close()
     assert main(["words", "-p", path, "-r", str(run_id), "red", "-k", "3"]) == 0
-    assert len(capsys.readouterr().out.strip().splitlines()) == 3
+    printed = capsys.readouterr()
+    assert len(printed.out.strip().splitlines()) == 3
+    assert "scores: centred cosine" in printed.err                # which scores, by default centred
+    # --scores: the engine's numbers for that choice.
+    import json
+
+    from engine.store import Project
+    reader = Project.open(path, read_only=True)
+    try:
+        wv = workbench.run_word_vectors(reader, run_id)
+    finally:
+        reader.close()
+    for mode in ("raw", "centred", "abtt"):
+        assert main(["words", "-p", path, "-r", str(run_id), "red", "-k", "3", "--scores", mode, "--json"]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert shown["scores"] == mode
+        assert [(w, round(s, 5)) for w, s in shown["neighbours"]] == \
+            [(w, round(s, 5)) for w, s in wv.neighbours("red", 3, scores=mode)]
     assert main(["words", "-p", path, "-r", str(run_id), "small:large::red:?", "--json"]) == 0
     assert '"answers"' in capsys.readouterr().out
     assert main(["words", "-p", path, "-r", str(run_id), "--odd", "red", "blue", "green", "circle"]) == 0
