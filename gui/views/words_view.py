@@ -2,6 +2,11 @@
 
 * **Neighbours**: type a word (completion over the run's vocabulary) and see the
   words of largest cosine similarity, with their scores.
+* **Scores**: raw cosines of trained word vectors are all close to 1 on a small
+  corpus (every word shares one large direction), so the view scores on
+  centred vectors by default, or all-but-the-top, or raw cosine (the engine's
+  ``remove_common_directions``); it says which is shown, and draws the score
+  bars from the random-pair average to the best score shown, not on 0..1.
 * **Analogy** a : b :: c : ?, answered by 3CosAdd and 3CosMul side by side (top 5).
 * **Odd one out**: which of a few words does not belong with the others.
 * **Word map**: the run's stored embeddings of its most frequent words in 2-D
@@ -27,6 +32,8 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import (QComboBox, QCompleter, QFrame, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
                                QLineEdit, QProgressBar, QPushButton, QSpinBox, QSplitter, QTabWidget,
                                QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
+
+from engine.text_eval import DEFAULT_SCORES, SCORE_MODES
 
 from ..theme import accent, error_colour, is_dark, style_plot
 from ..widgets import ElidedLabel, fill_run_combo, select_run_quietly
@@ -122,9 +129,21 @@ def _result_tree(headers: list[str]) -> QTreeWidget:
     return t
 
 
-def _bar(score: float, width: int = 10) -> str:
-    """A cosine in [-1, 1] as a row of blocks (how close, at a glance)."""
-    return "█" * max(0, round(width * max(0.0, score)))
+def _bar(score: float, lo: float = 0.0, hi: float = 1.0, width: int = 10) -> str:
+    """A score as a row of blocks: none at ``lo``, ``width`` at ``hi`` (how close, at a glance)."""
+    fraction = (score - lo) / (hi - lo) if hi > lo else 1.0
+    return "█" * max(0, round(width * min(1.0, fraction)))
+
+
+def bar_range(scores: list[float], baseline: float) -> tuple[float, float]:
+    """Where the bars of ``scores`` start and end: from what two random words score on
+    average (or the lowest score shown, if lower) to the best score shown. On 0..1 the
+    bars of raw cosines of a small corpus would all be full."""
+    if not scores:
+        return 0.0, 1.0
+    hi = max(scores)
+    lo = min(min(scores), baseline) if np.isfinite(baseline) else min(scores)
+    return lo, hi
 
 
 class WordsView(QWidget):
@@ -149,6 +168,7 @@ class WordsView(QWidget):
         self.last_neighbours: list[tuple[str, float]] = []
         self.last_analogy: dict[str, list[tuple[str, float]]] = {}
         self.last_odd: str | None = None
+        self.bar_span: tuple[float, float] = (0.0, 1.0)   # the scores the neighbour bars start and end at
         self.last_fill: list | None = None
         self._labels: list[pg.TextItem] = []
         self._load_worker: FunctionWorker | None = None
@@ -169,8 +189,22 @@ class WordsView(QWidget):
         self.run_combo.setToolTip("A finished text run (word2vec, masked language model)")
         self.run_combo.currentIndexChanged.connect(self._on_run_chosen)
         self.status = ElidedLabel("")
+        self.scores_combo = QComboBox()
+        for mode in ("centred", "abtt", "raw"):
+            self.scores_combo.addItem(SCORE_MODES[mode][0], mode)
+            self.scores_combo.setItemData(self.scores_combo.count() - 1, SCORE_MODES[mode][1].capitalize(),
+                                          Qt.ItemDataRole.ToolTipRole)
+        self.scores_combo.setCurrentIndex(self.scores_combo.findData(DEFAULT_SCORES))
+        self.scores_combo.setToolTip(
+            "How neighbours, analogies and odd-one-out score words. Trained vectors share one large "
+            "direction, so raw cosines are all near 1 on a small corpus. Centred (the default) subtracts "
+            "the mean vector; all-but-the-top (Mu & Viswanath 2018) also removes the top principal "
+            "direction, which on a vocabulary of a few dozen words can be a real distinction.")
+        self.scores_combo.currentIndexChanged.connect(self._on_scores_chosen)
         bar.addWidget(QLabel("Run"))
         bar.addWidget(self.run_combo, 1)
+        bar.addWidget(QLabel("Scores"))
+        bar.addWidget(self.scores_combo)
         bar.addWidget(self.status, 2)
         root.addLayout(bar)
 
@@ -198,7 +232,7 @@ class WordsView(QWidget):
         row.addWidget(self.k_spin)
         row.addWidget(self.find_button)
         nv.addLayout(row)
-        self.neighbour_tree = _result_tree(["word", "cosine", ""])
+        self.neighbour_tree = _result_tree(["word", SCORE_MODES[DEFAULT_SCORES][0], ""])
         self.neighbour_tree.setToolTip("Double-click a word to see its own neighbours")
         self.neighbour_tree.itemDoubleClicked.connect(lambda it, _c: self.query_neighbours(it.text(0)))
         nv.addWidget(self.neighbour_tree, 1)
@@ -206,6 +240,10 @@ class WordsView(QWidget):
         self.neighbour_note.setWordWrap(True)
         self.neighbour_note.setVisible(False)
         nv.addWidget(self.neighbour_note)
+        self.scores_note = QLabel("")
+        self.scores_note.setWordWrap(True)
+        self.scores_note.setEnabled(False)          # drawn greyed: a legend, not a result
+        nv.addWidget(self.scores_note)
         lv.addWidget(nb, 1)
 
         self.tools = QTabWidget()
@@ -445,6 +483,7 @@ class WordsView(QWidget):
         self.analogy_tree.clear()
         self.fill_tree.clear()
         self.odd_result.setText("")
+        self.scores_note.setText("")
         self._note("")
         self.analogy_note.setText("")
         self.map_status.setText("")
@@ -508,6 +547,22 @@ class WordsView(QWidget):
         self.neighbour_note.setText(text)
         self.neighbour_note.setVisible(bool(text))
 
+    def scores_mode(self) -> str:
+        """How the queries score words: "centred", "abtt" or "raw" (the selector's choice)."""
+        return self.scores_combo.currentData()
+
+    def _on_scores_chosen(self, *_) -> None:
+        """Show the answers on screen again, scored the new way."""
+        self.neighbour_tree.headerItem().setText(1, SCORE_MODES[self.scores_mode()][0])
+        if self.wv is None:
+            return
+        if self.neighbour_tree.topLevelItemCount() and self.word_edit.text().strip():
+            self.query_neighbours()
+        if self.analogy_tree.topLevelItemCount():
+            self.query_analogy()
+        if self.last_odd is not None and self.odd_edit.text().strip():
+            self.query_odd()
+
     def query_neighbours(self, word: str | None = None) -> list[tuple[str, float]]:
         """The neighbours of ``word`` (or of the typed word), shown in the list and on the map."""
         if self.wv is None:
@@ -518,15 +573,17 @@ class WordsView(QWidget):
         if not word:
             return []
         self.neighbour_tree.clear()
+        self.scores_note.setText("")
         self._note("")
         if word not in self.wv and word.lower() in self.wv:
             word = word.lower()
+        mode = self.scores_mode()
         try:
             if word in self.wv:
-                result = self.wv.neighbours(word, self.k_spin.value())
+                result = self.wv.neighbours(word, self.k_spin.value(), scores=mode)
             else:
                 # A phrase: the neighbours of the mean of its words' unit vectors.
-                result = self.wv.phrase_neighbours(word.lower(), self.k_spin.value())
+                result = self.wv.phrase_neighbours(word.lower(), self.k_spin.value(), scores=mode)
                 self._note(f"Neighbours of the phrase “{word}” (the mean of its words' vectors).")
         except (KeyError, ValueError) as exc:
             self._error(self.neighbour_note, f"“{word}” is not in the vocabulary of this run"
@@ -535,11 +592,17 @@ class WordsView(QWidget):
             self._highlight([], [])
             return []
         self.last_neighbours = result
+        baseline = self.wv.random_pair_score(mode)
+        self.bar_span = bar_range([s for _, s in result], baseline)
         for w, s in result:
-            it = QTreeWidgetItem([w, f"{s:.3f}", _bar(s)])
+            it = QTreeWidgetItem([w, f"{s:.3f}", _bar(s, *self.bar_span)])
             it.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             it.setForeground(2, accent(self))
             self.neighbour_tree.addTopLevelItem(it)
+        label, meaning = SCORE_MODES[mode]
+        self.scores_note.setText(f"Scores: {label} ({meaning}). Bars run from {self.bar_span[0]:.2f} to "
+                                 f"{self.bar_span[1]:.2f}, the best shown; two random words score "
+                                 f"{baseline:.2f} on average.")
         self._highlight([word] if word in self.wv else [], [w for w, _ in result])
         return result
 
@@ -553,9 +616,10 @@ class WordsView(QWidget):
         if not (a and b and c):
             self._error(self.analogy_note, "Fill in the three words: a is to b as c is to ?")
             return {}
+        mode = self.scores_mode()
         try:
-            add = self.wv.analogy(a, b, c, N_ANALOGY, method="add")
-            mul = self.wv.analogy(a, b, c, N_ANALOGY, method="mul")
+            add = self.wv.analogy(a, b, c, N_ANALOGY, method="add", scores=mode)
+            mul = self.wv.analogy(a, b, c, N_ANALOGY, method="mul", scores=mode)
         except KeyError as exc:
             self._error(self.analogy_note, str(exc).strip("'\""))
             return {}
@@ -566,7 +630,9 @@ class WordsView(QWidget):
                 it.setTextAlignment(col, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.analogy_tree.addTopLevelItem(it)
         self.analogy_note.setText(f"{html.escape(a)} : {html.escape(b)} :: {html.escape(c)} : "
-                                  f"<b>{html.escape(add[0][0]) if add else '?'}</b>  (query words excluded)")
+                                  f"<b>{html.escape(add[0][0]) if add else '?'}</b>  (query words excluded; "
+                                  f"on {SCORE_MODES[mode][0]}: 3CosAdd scores are cosines with b − a + c, "
+                                  "3CosMul's are ratios, up to about 2)")
         self._highlight([a, b, c], [add[0][0]] if add else [])
         return self.last_analogy
 
@@ -576,14 +642,15 @@ class WordsView(QWidget):
         words = self.odd_edit.text().replace(",", " ").split()
         self.last_odd = None
         try:
-            odd = self.wv.odd_one_out(words)
+            odd = self.wv.odd_one_out(words, scores=self.scores_mode())
         except (KeyError, ValueError) as exc:
             self._error(self.odd_result, str(exc).strip("'\""))
             return None
         self.last_odd = odd
         shown = " ".join(f"<b><u>{html.escape(w)}</u></b>" if w == odd else html.escape(w) for w in words)
         self.odd_result.setText(f"<p style='font-size:large'>{shown}</p><p><b>{html.escape(odd)}</b> is the "
-                                "odd one out: the least similar to the mean of the others.</p>")
+                                "odd one out: the least similar to the mean of the others "
+                                f"({SCORE_MODES[self.scores_mode()][0]}).</p>")
         self._highlight([odd], [w for w in words if w != odd])
         return odd
 
@@ -618,7 +685,7 @@ class WordsView(QWidget):
             if len(result) > 1:
                 self.fill_tree.addTopLevelItem(head)
             for tok, p in options:
-                it = QTreeWidgetItem([tok, f"{p:.1%}", _bar(p)])
+                it = QTreeWidgetItem([tok, f"{p:.1%}", _bar(p)])         # a probability: 0..1
                 it.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 it.setForeground(2, accent(self))
                 self.fill_tree.addTopLevelItem(it)

@@ -187,3 +187,44 @@ def test_map_view_on_a_text_run(window, project, qtbot, text_run):
     listed = [mv.neighbour_list.item(k).text().split()[0] for k in range(mv.neighbour_list.count())]
     assert listed and listed[0] in COLOURS, listed
     assert np.isfinite(mv.neighbour_sims).all()
+
+
+def test_words_view_scores_choice_and_bars(window, project, qtbot, text_run):
+    """Centred scores by default, said on screen; raw and all-but-the-top on request, the same
+    numbers as the engine's; bars drawn from the random-pair average to the best score shown."""
+    from engine.text_eval import DEFAULT_SCORES
+    from engine.workbench import run_word_vectors
+    from gui.views.words_view import _bar
+    engine_wv = run_word_vectors(project, text_run)
+    wv = _open_words(window, qtbot, text_run)
+    assert DEFAULT_SCORES == "centred" and wv.scores_mode() == "centred"
+    result = wv.query_neighbours("red")
+    assert result == engine_wv.neighbours("red", wv.k_spin.value(), scores="centred")
+    assert wv.neighbour_tree.headerItem().text(1) == "centred cosine"
+    assert "Scores: centred cosine" in wv.scores_note.text()
+
+    # The bars follow the spread: the best is full, the last is shorter, none grows down the list.
+    bars = [len(wv.neighbour_tree.topLevelItem(i).text(2)) for i in range(len(result))]
+    assert bars[0] == 10 and bars[-1] < bars[0] and bars == sorted(bars, reverse=True)
+    lo, hi = wv.bar_span
+    baseline = engine_wv.random_pair_score("centred")
+    assert hi == result[0][1] and lo == min(baseline, result[-1][1])
+    assert f"{baseline:.2f}" in wv.scores_note.text()
+    assert _bar(0.5, 0.0, 1.0) == "█████" and _bar(0.2, 0.2, 0.8) == "" and _bar(0.9, 0.9, 0.9) == "█" * 10
+
+    # Choosing raw cosine redraws the answers on screen with the engine's raw numbers.
+    for e, w in zip(wv.analogy_edits, ("red", "circle", "blue")):
+        e.setText(w)
+    wv.query_analogy()
+    wv.scores_combo.setCurrentIndex(wv.scores_combo.findData("raw"))
+    raw = engine_wv.neighbours("red", wv.k_spin.value(), scores="raw")
+    assert wv.last_neighbours == raw
+    assert float(wv.neighbour_tree.topLevelItem(0).text(1)) == pytest.approx(raw[0][1], abs=1e-3)
+    assert wv.neighbour_tree.headerItem().text(1) == "raw cosine" and "Scores: raw cosine" in wv.scores_note.text()
+    assert wv.last_analogy["add"] == engine_wv.analogy("red", "circle", "blue", 5, scores="raw")
+    assert "raw cosine" in wv.analogy_note.text()
+    wv.scores_combo.setCurrentIndex(wv.scores_combo.findData("abtt"))
+    assert wv.last_neighbours == engine_wv.neighbours("red", wv.k_spin.value(), scores="abtt")
+    wv.odd_edit.setText("red blue green circle")
+    assert wv.query_odd() == engine_wv.odd_one_out(["red", "blue", "green", "circle"], scores="abtt")
+    assert "all-but-the-top" in wv.odd_result.text()
