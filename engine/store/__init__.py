@@ -6,12 +6,13 @@
 ...     p.log_metrics(run, [(0, 0.0, "loss", 4.2)])
 """
 from .project import (ArtifactRecord, DatasetRecord, EmbeddingRecord, MetricRow, Project, ProjectError,
-                      ProjectionRecord, RESUMABLE_STATUSES, RUN_STATUSES, RunRecord)
+                      ProjectionRecord, RESUMABLE_STATUSES, RUN_STATUSES, RunBusyError, RunRecord)
 from .schema import APPLICATION_ID, SCHEMA_VERSION
 from .tensors import pack_state, unpack_state
 
 __all__ = [
     "APPLICATION_ID", "SCHEMA_VERSION", "RUN_STATUSES", "RESUMABLE_STATUSES", "Project", "ProjectError",
-    "DatasetRecord", "RunRecord", "MetricRow", "EmbeddingRecord", "ProjectionRecord", "ArtifactRecord",
+    "RunBusyError", "DatasetRecord", "RunRecord", "MetricRow", "EmbeddingRecord", "ProjectionRecord",
+    "ArtifactRecord",
     "pack_state", "unpack_state",
 ]

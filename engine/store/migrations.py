@@ -150,8 +150,24 @@ def migrate_1_to_2(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_metrics_run_id_name ON metrics (run_id, name)"))
 
 
+def migrate_2_to_3(conn: Connection) -> None:
+    """Who trains a run, so a dead run can be told from a live one (issue #11).
+
+    * ``runs.owner_host``, ``runs.owner_pid``, ``runs.owner_start``: the process
+      that holds the run (NULL when none does);
+    * ``runs.heartbeat_at``: when that process last said it was alive.
+
+    Existing rows get NULLs: a run an older Pretext left "running" has no owner,
+    so it now reads "interrupted" and can be resumed.
+    """
+    conn.execute(text("ALTER TABLE runs ADD COLUMN owner_host VARCHAR"))
+    conn.execute(text("ALTER TABLE runs ADD COLUMN owner_pid INTEGER"))
+    conn.execute(text("ALTER TABLE runs ADD COLUMN owner_start INTEGER"))
+    conn.execute(text("ALTER TABLE runs ADD COLUMN heartbeat_at DATETIME"))
+
+
 # MIGRATIONS[v] takes a file from version v to v + 1.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: migrate_1_to_2}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: migrate_1_to_2, 2: migrate_2_to_3}
 
 
 def read_version(conn: Connection) -> int:

@@ -20,6 +20,8 @@ so opening a stranger's file cannot run code.
 """
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -29,12 +31,12 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Union
 
 import numpy as np
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, text
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 
-from . import migrations
+from . import migrations, ownership
 from .schema import (APP_NAME, APPLICATION_ID, SCHEMA_VERSION, Artifact, Base, Checkpoint, Dataset,
                      DatasetArray, DatasetStrings, Embedding, Meta, Metric, Projection, Run, utcnow)
 from .tensors import pack_state, unpack_state
@@ -61,6 +63,17 @@ class ProjectError(Exception):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class RunBusyError(ProjectError):
+    """The run is held by a live process (training it): it cannot be resumed or deleted."""
+
+    def __init__(self, path: PathLike, run_id: int, owner: ownership.Owner, heartbeat_age: float | None):
+        self.run_id = run_id
+        self.owner = owner
+        beat = f", last heartbeat {heartbeat_age:.0f} s ago" if heartbeat_age is not None else ""
+        super().__init__(path, f"run {run_id} is being trained by {owner.describe()}{beat}; "
+                               f"stop it there first (Ctrl+C, or Stop in the app)")
 
 
 # --- records: plain data, safe to hand to another thread ------------------
@@ -104,6 +117,10 @@ class RunRecord:
     parent_run_id: int | None
     tags: list[str]
     name: str
+    # The live process training the run ("pid 123 on host h"), None when no live
+    # process holds it; and when its owner last wrote a heartbeat.
+    owner: str | None = None
+    heartbeat_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -152,16 +169,24 @@ class ArtifactRecord:
 # --- connecting -------------------------------------------------------------
 
 def _make_engine(path: Path, mode: str) -> Engine:
-    """An engine on ``path``; ``mode`` is an SQLite URI mode:
+    """An engine on ``path``; ``mode`` says how it opens the file:
 
     * "rw": read-write, WAL; never creates a file (create() makes it first);
-    * "ro": read-only, for following a project another process writes;
+    * "reader": read-write at the SQLite level but ``query_only``, for reading
+      a file in a writable folder. It shares the WAL like any reader and, as
+      the last connection to close, removes the -wal/-shm files, which an
+      SQLite read-only connection cannot do (it leaves them behind);
+    * "ro": SQLite read-only, for a file that cannot be written but has
+      -wal/-shm beside it (copied from a live project, or another process
+      using it);
     * "immutable": read-only and lock-free, for looking at a file nobody has
       open. Unlike "ro" it creates no -wal/-shm beside a WAL-mode file, so
-      checking a file leaves the folder as it was.
+      checking a file, or reading one on read-only media, leaves the folder
+      as it was.
     """
-    read_only = mode != "rw"
-    query = {"rw": "mode=rw", "ro": "mode=ro", "immutable": "mode=ro&immutable=1"}[mode]
+    writes = mode == "rw"
+    query = {"rw": "mode=rw", "reader": "mode=rw", "ro": "mode=ro",
+             "immutable": "mode=ro&immutable=1"}[mode]
     uri = f"{path.resolve().as_uri()}?{query}"
 
     def connect() -> sqlite3.Connection:
@@ -169,7 +194,11 @@ def _make_engine(path: Path, mode: str) -> Engine:
 
     # "sqlite://" with a creator would get the single-connection pool meant for
     # :memory:; a file wants a real pool so threads do not share a connection.
-    engine = create_engine("sqlite://", creator=connect, poolclass=QueuePool, pool_size=4)
+    # The lenient JSON decoder keeps one row's bad JSON from failing every
+    # query on its table: the records below turn it into a "damaged" run or an
+    # error naming the row.
+    engine = create_engine("sqlite://", creator=connect, poolclass=QueuePool, pool_size=4,
+                           json_deserializer=_lenient_json_loads)
 
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
@@ -179,7 +208,9 @@ def _make_engine(path: Path, mode: str) -> Engine:
         dbapi_conn.isolation_level = None
         dbapi_conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         dbapi_conn.execute("PRAGMA foreign_keys = ON")
-        if not read_only:
+        if mode == "reader":
+            dbapi_conn.execute("PRAGMA query_only = ON")
+        if writes:
             # Takes effect only on a new, empty file (before WAL fixes it).
             # Big pages make the large blobs (embeddings, weights) 2-3x faster
             # to write and read; small metric commits barely notice.
@@ -195,6 +226,47 @@ def _make_engine(path: Path, mode: str) -> Engine:
         conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
 
     return engine
+
+
+def _in_use(path: Path) -> bool:
+    """-wal/-shm beside the file: another connection has it open (or one died
+    with it open, or the file was copied with them)."""
+    return any(path.with_name(path.name + s).exists() for s in ("-wal", "-shm"))
+
+
+def _unwritable_reason(path: Path) -> str | None:
+    """Why SQLite could not write ``path`` (it needs the file and, for its
+    -wal/-shm files, the folder), or None when it can."""
+    folder = path.resolve().parent
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "it is on read-only storage"
+    except OSError:
+        pass
+    if not os.access(path, os.W_OK):
+        return "the file is read-only"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "its folder is read-only"
+    return None
+
+
+class _DamagedJSON:
+    """Stands in for a JSON column value that does not decode."""
+
+    __slots__ = ("text", "problem")
+
+    def __init__(self, text: Any, problem: str):
+        self.text, self.problem = text, problem
+
+    def __repr__(self) -> str:
+        return f"<damaged JSON: {self.problem}>"
+
+
+def _lenient_json_loads(value: Any) -> Any:
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError) as e:  # JSONDecodeError is a ValueError
+        return _DamagedJSON(value, str(e))
 
 
 def _check_header(path: Path) -> None:
@@ -263,9 +335,40 @@ def _check_contents(path: Path, engine: Engine) -> int:
             problems = conn.execute(text("PRAGMA quick_check")).scalars().all()
             if problems != ["ok"]:
                 raise ProjectError(path, f"is damaged (SQLite quick_check: {'; '.join(problems[:3])})")
+            problem = _schema_problem(conn, version)
+            if problem:
+                raise ProjectError(path, f"is damaged ({problem})")
             return version
     except DBAPIError as e:
         raise ProjectError(path, f"is damaged or not a Pretext project ({e.orig})") from None
+
+
+def _schema_problem(conn: Any, version: int) -> str | None:
+    """How the file's tables differ from the models of schema.py, or None.
+
+    Compared with the ORM metadata itself, so a column added to a model is
+    checked without touching this. A file at the current version must match
+    column for column, with the same declared types; an older file must have
+    every table and no column the models lack (its migrations add the rest).
+    """
+    for table in Base.metadata.sorted_tables:
+        rows = conn.exec_driver_sql(f'PRAGMA table_info("{table.name}")').all()
+        if not rows:
+            return f"table {table.name!r} is missing"
+        found = {row[1]: (row[2] or "").upper() for row in rows}
+        expected = {c.name: c.type.compile(dialect=conn.dialect).upper() for c in table.columns}
+        extra = [name for name in found if name not in expected]
+        if extra:
+            return f"table {table.name!r} has unknown columns {', '.join(extra)}"
+        if version < SCHEMA_VERSION:
+            continue
+        missing = [name for name in expected if name not in found]
+        if missing:
+            return f"table {table.name!r} lacks columns {', '.join(missing)}"
+        for name, declared in expected.items():
+            if found[name] != declared:
+                return f"column {table.name}.{name} is {found[name] or 'untyped'}, not {declared}"
+    return None
 
 
 def _le_bytes(a: np.ndarray, dtype: np.dtype | str | None = None) -> memoryview:
@@ -306,9 +409,13 @@ class Project:
     """An open project file. Create with :meth:`create`, :meth:`open` or
     :meth:`open_or_create`; use as a context manager or call :meth:`close`."""
 
-    def __init__(self, path: Path, engine: Engine, read_only: bool):
+    def __init__(self, path: Path, engine: Engine, read_only: bool, read_only_reason: str | None = None):
         self.path = path
+        #: True when this Project never writes (opened read-only, or "auto" on
+        #: a file that cannot be written); ``read_only_reason`` says why, in
+        #: words for a banner ("its folder is read-only"), None when writable.
         self.read_only = read_only
+        self.read_only_reason = read_only_reason if read_only else None
         self._engine = engine
         # Writers announce themselves at BEGIN so that two processes never
         # deadlock upgrading a read lock to a write lock.
@@ -348,24 +455,50 @@ class Project:
         return cls(path, engine, read_only=False)
 
     @classmethod
-    def open(cls, path: PathLike, read_only: bool = False) -> Project:
-        """Open an existing project, upgrading its schema unless ``read_only``."""
+    def open(cls, path: PathLike, read_only: bool | str = False) -> Project:
+        """Open an existing project.
+
+        ``read_only``:
+
+        * False: read-write, upgrading an older schema; refused (ProjectError)
+          when the file or its folder cannot be written;
+        * True: never writes, and leaves nothing beside the file once closed.
+          A file on read-only storage or in a read-only folder is read through
+          SQLite's ``mode=ro``, or ``immutable=1`` when no -wal/-shm is there;
+        * "auto": read-write where the file can be written, read-only where it
+          cannot (the GUI): ``project.read_only`` tells which, and
+          ``project.read_only_reason`` why.
+        """
+        if read_only not in (True, False, "auto"):
+            raise ValueError(f"read_only must be True, False or 'auto', not {read_only!r}")
         path = Path(path)
+        # 1. the header, 2. meta, quick_check and the schema through a
+        # connection that cannot write, 3. only then a writer.
         _check_header(path)
         # With no -wal/-shm beside it no process has the file open, so it can
         # be checked as immutable, creating nothing; otherwise another Pretext
         # is using it and a plain read-only connection shares its WAL.
-        in_use = any(path.with_name(path.name + s).exists() for s in ("-wal", "-shm"))
-        check_engine = _make_engine(path, "ro" if in_use else "immutable")
+        check_engine = _make_engine(path, "ro" if _in_use(path) else "immutable")
         try:
             version = _check_contents(path, check_engine)
         finally:
             check_engine.dispose()
+        unwritable = _unwritable_reason(path)
+        if read_only == "auto":
+            read_only = unwritable is not None
         if read_only:
             if version < SCHEMA_VERSION:
                 raise ProjectError(path, f"uses schema version {version}; open it once for writing "
                                          f"to upgrade it to version {SCHEMA_VERSION}")
-            return cls(path, _make_engine(path, "ro"), read_only=True)
+            if unwritable is None:
+                mode = "reader"
+            else:
+                mode = "ro" if _in_use(path) else "immutable"
+            return cls(path, _make_engine(path, mode), read_only=True,
+                       read_only_reason=unwritable or "opened read-only")
+        if unwritable is not None:
+            raise ProjectError(path, f"cannot be opened for writing ({unwritable}); "
+                                     f"commands that only read it still work")
 
         engine = _make_engine(path, "rw")
         try:
@@ -426,7 +559,7 @@ class Project:
         if self._closed:
             raise ProjectError(self.path, "the project is closed")
         if self.read_only:
-            raise ProjectError(self.path, "is open read-only")
+            raise ProjectError(self.path, f"is open read-only ({self.read_only_reason})")
         with self._write_lock:
             try:
                 with Session(self._writer) as s, s.begin():
@@ -503,6 +636,7 @@ class Project:
                 raise self._missing("dataset", dataset_id)
             if parent_run_id is not None and s.get(Run, parent_run_id) is None:
                 raise self._missing("run", parent_run_id)
+            _check_json(self.path, config)
             r = Run(dataset_id=dataset_id, method=method, name=name, config=config, status="created",
                     seed=int(seed), device=device, versions=versions or {}, fingerprint=fingerprint,
                     code_version=code_version, created_at=utcnow(), parent_run_id=parent_run_id,
@@ -519,6 +653,8 @@ class Project:
         changes = {"status": status, "device": device, "error": error, "started_at": started_at,
                    "finished_at": finished_at, "config": config, "name": name,
                    "tags": list(tags) if tags is not None else None}
+        if config is not None:
+            _check_json(self.path, config)
         with self._writing() as s:
             r = s.get(Run, run_id)
             if r is None:
@@ -543,10 +679,64 @@ class Project:
 
     def delete_run(self, run_id: int) -> None:
         """Delete a run with its metrics, checkpoints, embeddings and artifacts.
-        Runs forked from it keep going, with no parent."""
+        Runs forked from it keep going, with no parent. A run a live process is
+        training is refused with :class:`RunBusyError`, which names the process."""
         with self._writing() as s:
-            if s.execute(delete(Run).where(Run.id == run_id)).rowcount == 0:
+            r = s.get(Run, run_id)
+            if r is None:
                 raise self._missing("run", run_id)
+            holder = _owner_of(r)
+            if ownership.is_alive(holder, r.heartbeat_at):
+                raise RunBusyError(self.path, run_id, holder, ownership.heartbeat_age(r.heartbeat_at))
+            s.execute(delete(Run).where(Run.id == run_id))
+
+    # run ownership: which process trains a run (see ownership.py)
+
+    def claim_run(self, run_id: int) -> None:
+        """Make this process the run's owner and mark it running, or raise
+        :class:`RunBusyError` naming the live process that holds it.
+
+        The check and the claim are one ``BEGIN IMMEDIATE`` transaction, which
+        holds SQLite's write lock from the start: of two processes claiming the
+        same run, the second reads the first one's claim and is refused.
+        """
+        me = ownership.this_process()
+        key = (str(self.path.resolve()), run_id)
+        with self._writing() as s:
+            r = s.get(Run, run_id)
+            if r is None:
+                raise self._missing("run", run_id)
+            holder = _owner_of(r)
+            if ownership.is_alive(holder, r.heartbeat_at):
+                # This very process may hold it too (the app trains in a thread):
+                # refused while one of its trainers has it, taken back otherwise.
+                with _HELD_LOCK:
+                    held_here = key in _HELD
+                if holder != me or held_here:
+                    raise RunBusyError(self.path, run_id, holder, ownership.heartbeat_age(r.heartbeat_at))
+            r.owner_host, r.owner_pid, r.owner_start = me.host, me.pid, me.start
+            r.heartbeat_at = utcnow()
+            r.status = "running"
+        with _HELD_LOCK:
+            _HELD.add(key)
+
+    def heartbeat_run(self, run_id: int) -> bool:
+        """Record that this process, the run's owner, is alive; False if it no longer owns it."""
+        me = ownership.this_process()
+        with self._writing() as s:
+            return s.execute(update(Run).where(Run.id == run_id, Run.owner_host == me.host,
+                                               Run.owner_pid == me.pid)
+                             .values(heartbeat_at=utcnow())).rowcount == 1
+
+    def release_run(self, run_id: int) -> None:
+        """Give up ownership (a trainer ends). A run still marked running then reads
+        "interrupted"; its last heartbeat stays as a record of when it ended."""
+        me = ownership.this_process()
+        with _HELD_LOCK:
+            _HELD.discard((str(self.path.resolve()), run_id))
+        with self._writing() as s:
+            s.execute(update(Run).where(Run.id == run_id, Run.owner_host == me.host, Run.owner_pid == me.pid)
+                      .values(owner_host=None, owner_pid=None, owner_start=None))
 
     # metrics
 
@@ -750,9 +940,64 @@ def _dataset_record(d: Dataset) -> DatasetRecord:
     return DatasetRecord(d.id, d.name, d.kind, d.params, d.n_items, d.fingerprint, d.stats, d.created_at)
 
 
+def _json_problem(value: Any, kind: type) -> str | None:
+    """Why a decoded JSON column is unusable (see _lenient_json_loads), or None."""
+    if isinstance(value, _DamagedJSON):
+        return f"is not valid JSON ({value.problem})"
+    if not isinstance(value, kind):
+        return f"is a JSON {type(value).__name__}, not a JSON {kind.__name__}"
+    return None
+
+
 def _run_record(r: Run) -> RunRecord:
-    return RunRecord(id=r.id, dataset_id=r.dataset_id, method=r.method, config=r.config, status=r.status,
+    # A run whose JSON columns do not decode reads as "damaged", with empty
+    # config/versions/tags and the problem as its error, so that listing runs,
+    # and everything that does, keeps working around it.
+    damaged = [f"its {name} {problem}" for name, value, kind in
+               (("config", r.config, dict), ("versions", r.versions, dict), ("tags", r.tags, list))
+               if (problem := _json_problem(value, kind))]
+    if damaged:
+        return RunRecord(id=r.id, dataset_id=r.dataset_id, method=r.method, config={}, status="damaged",
+                         seed=r.seed, device=r.device, versions={}, fingerprint=r.fingerprint,
+                         code_version=r.code_version, created_at=r.created_at, started_at=r.started_at,
+                         finished_at=r.finished_at, error="; ".join(damaged), parent_run_id=r.parent_run_id,
+                         tags=[], name=r.name, owner=None, heartbeat_at=r.heartbeat_at)
+    holder = _owner_of(r)
+    live = ownership.is_alive(holder, r.heartbeat_at)
+    return RunRecord(id=r.id, dataset_id=r.dataset_id, method=r.method, config=r.config,
+                     status=_run_status(r.status, live),
                      seed=r.seed, device=r.device, versions=r.versions, fingerprint=r.fingerprint,
                      code_version=r.code_version, created_at=r.created_at, started_at=r.started_at,
                      finished_at=r.finished_at, error=r.error, parent_run_id=r.parent_run_id,
-                     tags=list(r.tags), name=r.name)
+                     tags=list(r.tags), name=r.name, owner=holder.describe() if live else None,
+                     heartbeat_at=r.heartbeat_at)
+
+
+# Runs held by a trainer of this process, by (file, run id): the app trains in
+# a thread, so its runs and a second claim from the same process share a pid.
+_HELD: set[tuple[str, int]] = set()
+_HELD_LOCK = threading.Lock()
+
+
+def _owner_of(r: Run) -> ownership.Owner | None:
+    if r.owner_pid is None or r.owner_host is None:
+        return None
+    return ownership.Owner(r.owner_host, r.owner_pid, r.owner_start)
+
+
+def _run_status(stored: str, owner_alive: bool) -> str:
+    """The status a reader sees: a run marked running or paused whose owning process
+    is gone (killed, crashed, its machine off) is "interrupted" (computed here, never
+    written, so a file read on another machine is judged by that machine's view)."""
+    if stored in ("running", "paused") and not owner_alive:
+        return "interrupted"
+    return stored
+
+
+def _check_json(path: Path, config: dict) -> None:
+    """Refuse a config that would not be valid JSON (NaN and infinity are not)."""
+    try:
+        json.dumps(config, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ProjectError(path, f"refused a run config that is not valid JSON ({e}); "
+                                 f"a setting is NaN, infinite or not a plain value") from None

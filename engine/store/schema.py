@@ -19,7 +19,7 @@ from sqlalchemy import (JSON, DateTime, Float, ForeignKey, Index, LargeBinary, S
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # PRAGMA application_id: "PRTX" in ASCII. `file` and other tools recognise a
 # Pretext project by these four bytes at offset 68 of the SQLite header.
@@ -126,6 +126,15 @@ class Run(Base):
     # ADD COLUMN appends, and fresh and migrated files should look the same.
     parent_run_id: Mapped[Optional[int]] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     tags: Mapped[list[str]] = mapped_column(server_default=text("'[]'"))
+    # Added in schema 3 (migrations.migrate_2_to_3): who is training the run now.
+    # The trainer claims the run (host, pid and that process's start time, which
+    # tells a reused pid from the original) and writes a heartbeat every few
+    # seconds; it clears the owner when it ends. A run marked running whose owner
+    # is gone reads "interrupted" (Project.runs computes it; see ownership.py).
+    owner_host: Mapped[Optional[str]] = mapped_column(String)
+    owner_pid: Mapped[Optional[int]]
+    owner_start: Mapped[Optional[int]]      # /proc/<pid>/stat start time (clock ticks after boot)
+    heartbeat_at: Mapped[Optional[datetime]]
 
 
 class Metric(Base):

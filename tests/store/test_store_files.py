@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.store import Project, ProjectError
+from engine.store import Project, ProjectError, SCHEMA_VERSION
 
 
 def _digest(path: Path) -> str:
@@ -131,7 +131,7 @@ def test_bad_file_is_refused_and_left_byte_for_byte(tmp_path, kind, read_only):
 def test_newer_schema_message_names_both_versions(tmp_path):
     path = tmp_path / "future.pretext"
     _newer(path)
-    with pytest.raises(ProjectError, match=r"schema version 99; this Pretext reads up to 2\): it needs a newer"):
+    with pytest.raises(ProjectError, match=rf"schema version 99; this Pretext reads up to {SCHEMA_VERSION}\): it needs a newer"):
         Project.open(path)
     with pytest.raises(ProjectError, match="newer Pretext"):
         Project.open_or_create(path)

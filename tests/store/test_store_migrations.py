@@ -1,10 +1,13 @@
 """Schema migrations: a real v1 file opens as v2 with its rows intact."""
+import os
 import sqlite3
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from sqlalchemy import text
 
 from engine.store import APPLICATION_ID, Project, ProjectError, SCHEMA_VERSION
 from engine.store import migrations
@@ -47,9 +50,9 @@ def test_fixture_is_schema_v1(v1_file, tmp_path):
 
 
 def test_v1_file_is_upgraded_with_rows_intact(v1_file):
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     with Project.open(v1_file) as p:
-        assert _meta(v1_file)["schema_version"] == "2"
+        assert _meta(v1_file)["schema_version"] == "3"
         assert _meta(v1_file)["app"] == "pretext"
         ds = p.dataset("digits")
         assert (ds.id, ds.kind, ds.params, ds.n_items, ds.fingerprint, ds.stats) == (
@@ -110,7 +113,7 @@ def test_failing_migration_changes_nothing(v1_file, monkeypatch):
         raise RuntimeError("power cut")  # ...and then it fails
 
     monkeypatch.setitem(migrations.MIGRATIONS, 1, half_done)
-    with pytest.raises(ProjectError, match=r"cannot be upgraded to schema version 2 \(power cut\); the file was left"):
+    with pytest.raises(ProjectError, match=r"cannot be upgraded to schema version 3 \(power cut\); the file was left"):
         Project.open(v1_file)
     assert _meta(v1_file)["schema_version"] == "1"
     columns = [c[1] for c in _schema(v1_file)["runs"]["columns"]]
@@ -126,3 +129,34 @@ def test_missing_migration_is_reported(v1_file, monkeypatch):
     monkeypatch.delitem(migrations.MIGRATIONS, 1)
     with pytest.raises(ProjectError, match="unknown schema version 1"):
         Project.open(v1_file)
+
+
+@pytest.fixture
+def v2_file(v1_file) -> Path:
+    """A real schema-2 project file: the v1 fixture taken to 2 by the frozen v1 → v2
+    migration alone, with a run an older Pretext left marked "running" when it died."""
+    from sqlalchemy import create_engine
+    engine = create_engine(f"sqlite:///{v1_file}")
+    with engine.begin() as conn:
+        migrations.migrate_1_to_2(conn)
+        conn.execute(text("UPDATE meta SET value = '2' WHERE key = 'schema_version'"))
+        conn.execute(text("UPDATE runs SET status = 'running' WHERE id = 2"))
+    engine.dispose()
+    return v1_file
+
+
+def test_v2_file_gains_run_owners_and_a_dead_running_run_reads_interrupted(v2_file, tmp_path):
+    columns = [c[1] for c in _schema(v2_file)["runs"]["columns"]]
+    assert "tags" in columns and "owner_pid" not in columns and _meta(v2_file)["schema_version"] == "2"
+    with Project.open(v2_file) as p:
+        assert _meta(v2_file)["schema_version"] == "3"
+        first, second = p.runs()
+        assert (first.status, first.owner, first.heartbeat_at) == ("finished", None, None)
+        # Left "running" by a process that is long gone: no owner, so interrupted.
+        assert (second.status, second.owner) == ("interrupted", None)
+        assert p.run(2).status == "interrupted"
+        p.claim_run(2)                       # and it can be taken over
+        assert p.run(2).status == "running" and p.run(2).owner.startswith(f"pid {os.getpid()} on host ")
+        p.release_run(2)
+    Project.create(tmp_path / "fresh.pretext").close()
+    assert _schema(v2_file) == _schema(tmp_path / "fresh.pretext")

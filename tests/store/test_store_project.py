@@ -1,5 +1,9 @@
 """Round trips of the Project API on a fresh project file."""
+import os
+import shutil
+import socket
 import sqlite3
+import subprocess
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -7,7 +11,8 @@ import pytest
 import torch
 
 from engine.store import (ArtifactRecord, DatasetRecord, EmbeddingRecord, MetricRow, Project, ProjectError,
-                          ProjectionRecord, RunRecord, SCHEMA_VERSION)
+                          ProjectionRecord, RunBusyError, RunRecord, SCHEMA_VERSION)
+from engine.store.ownership import HEARTBEAT_STALE_S, process_start_time
 
 
 @pytest.fixture
@@ -328,3 +333,102 @@ def test_foreign_keys_are_enforced(project, run_id):
     with pytest.raises(ProjectError, match="FOREIGN KEY"):
         project.save_embeddings(run_id + 100, "train", np.arange(2), np.ones((2, 2)))
     assert project.metrics(run_id + 100) == []
+
+
+# --- run ownership and liveness (issue #11) ---------------------------------------
+
+def _set_owner(project, run_id, **columns):
+    """Write owner columns as another process would have (raw SQL, as a foreign writer)."""
+    conn = sqlite3.connect(project.path)
+    conn.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in columns)} WHERE id = ?",
+                 [*columns.values(), run_id])
+    conn.commit()
+    conn.close()
+
+
+def _utc_text(seconds_ago: float) -> str:
+    when = datetime.now(timezone.utc) - timedelta(seconds=seconds_ago)
+    return when.replace(tzinfo=None).isoformat(sep=" ")
+
+
+def test_claim_marks_running_and_release_leaves_interrupted(project, run_id):
+    assert project.run(run_id).status == "created" and project.run(run_id).owner is None
+    project.claim_run(run_id)
+    r = project.run(run_id)
+    assert r.status == "running" and r.owner == f"pid {os.getpid()} on host {socket.gethostname()}"
+    assert (datetime.now(timezone.utc) - r.heartbeat_at).total_seconds() < 5
+    # A second claim from this very process (another thread) is refused while the first holds it.
+    with pytest.raises(RunBusyError, match=rf"run {run_id} is being trained by pid {os.getpid()} on host"):
+        project.claim_run(run_id)
+    with pytest.raises(RunBusyError, match=f"pid {os.getpid()}"):
+        project.delete_run(run_id)
+    assert project.heartbeat_run(run_id) is True
+    project.release_run(run_id)
+    assert project.heartbeat_run(run_id) is False          # no longer ours
+    r = project.run(run_id)
+    assert (r.status, r.owner) == ("interrupted", None)    # still marked running, nobody holds it
+    project.update_run(run_id, status="stopped")
+    assert project.run(run_id).status == "stopped"
+
+
+def test_run_of_a_dead_process_reads_interrupted(project, run_id):
+    gone = subprocess.Popen(["true"])
+    gone.wait()                                       # its pid is now free
+    _set_owner(project, run_id, status="running", owner_host=socket.gethostname(), owner_pid=gone.pid,
+               owner_start=12345, heartbeat_at=_utc_text(0))
+    assert [r.status for r in project.runs()] == ["interrupted"]
+    project.claim_run(run_id)                          # taken over without a word
+    assert project.run(run_id).owner.startswith(f"pid {os.getpid()} ")
+    project.release_run(run_id)
+
+
+def test_reused_pid_with_another_start_time_reads_interrupted(project, run_id):
+    """A pid now used by another program (here: this test process) does not keep a dead run alive."""
+    mine = process_start_time(os.getpid())
+    assert isinstance(mine, int) and mine > 0
+    _set_owner(project, run_id, status="paused", owner_host=socket.gethostname(), owner_pid=os.getpid(),
+               owner_start=mine - 1, heartbeat_at=_utc_text(0))
+    assert project.run(run_id).status == "interrupted"
+    _set_owner(project, run_id, owner_start=mine)
+    assert project.run(run_id).status == "paused" and project.run(run_id).owner is not None
+
+
+def test_run_on_another_host_is_judged_by_its_heartbeat(project, run_id):
+    _set_owner(project, run_id, status="running", owner_host="gpu-node-7", owner_pid=4242, owner_start=1,
+               heartbeat_at=_utc_text(HEARTBEAT_STALE_S - 20))
+    r = project.run(run_id)
+    assert (r.status, r.owner) == ("running", "pid 4242 on host gpu-node-7")
+    with pytest.raises(RunBusyError, match="pid 4242 on host gpu-node-7, last heartbeat 40 s ago") as err:
+        project.claim_run(run_id)
+    assert (err.value.owner.host, err.value.owner.pid) == ("gpu-node-7", 4242)
+    with pytest.raises(RunBusyError, match="gpu-node-7"):
+        project.delete_run(run_id)
+    assert project.run(run_id).status == "running"     # refused means untouched
+
+    _set_owner(project, run_id, heartbeat_at=_utc_text(HEARTBEAT_STALE_S + 1))
+    assert project.run(run_id).status == "interrupted"
+    project.delete_run(run_id)
+    assert project.runs() == []
+
+
+def test_process_start_time_reads_names_with_spaces_and_parentheses(tmp_path):
+    odd = tmp_path / "a b) c"
+    odd.symlink_to(shutil.which("sleep"))
+    child = subprocess.Popen([str(odd), "5"])
+    try:
+        started = process_start_time(child.pid)
+        assert isinstance(started, int) and started >= process_start_time(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
+    assert process_start_time(child.pid) is None
+
+
+def test_config_must_be_valid_json(project, run_id):
+    ds = project.runs()[0].dataset_id
+    for bad in ({"lr": float("nan")}, {"train": {"lr": float("inf")}}):
+        with pytest.raises(ProjectError, match="not valid JSON"):
+            project.create_run(ds, "simclr", bad, seed=0)
+        with pytest.raises(ProjectError, match="not valid JSON"):
+            project.update_run(run_id, config=bad)
+    assert [r.id for r in project.runs()] == [run_id] and project.run(run_id).config == {"lr": 0.1}
