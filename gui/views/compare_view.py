@@ -6,10 +6,16 @@ run becomes a column, so zero-shot or analogy scores show up without changes
 here), sortable by any column, filterable by text. Selecting runs shows the
 settings in which they differ — the question one asks when two runs of the
 same method score differently.
+
+Accuracies, recalls and other rates are shown in per cent with one decimal;
+losses, correlations and counts as plain numbers. Headers are written out
+("image→text R@1", "zero-shot colour") with a tooltip saying what the metric
+is, and numbered metrics come in numeric order (R@1, R@5, R@10).
 """
 from __future__ import annotations
 
 import math
+import re
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
@@ -30,29 +36,131 @@ RUN_COLUMNS = ("#", "Name", "Method", "Data set", "Status")
 SORT_ROLE = Qt.ItemDataRole.UserRole
 
 
+#: What the known metrics measure (the header tooltips).
+KNOWN_TIPS = {
+    "knn": "kNN accuracy: test images classified by the labels of their nearest training embeddings",
+    "linear": "Linear probe accuracy: a linear classifier trained on the frozen embeddings",
+    "raw_knn": "kNN accuracy on the raw pixels (the baseline to beat)",
+    "raw_linear": "Linear probe accuracy on the raw pixels (the baseline to beat)",
+    "random_knn": "kNN accuracy of the untrained network (what training added)",
+    "random_linear": "Linear probe accuracy of the untrained network (what training added)",
+    "loss": "The training loss at the run's last logged step (lower is better; not comparable "
+            "between methods)",
+    "neighbour_purity": "Share of the listed words whose nearest neighbour is in the same group "
+                        "(colours next to colours, shapes next to shapes)",
+    "analogy": "Analogy accuracy by 3CosAdd (a : b :: c : ?, argmax cos(x, b − a + c))",
+    "analogy_cosmul": "Analogy accuracy by 3CosMul (Levy & Goldberg 2014)",
+    "analogy_coverage": "Share of the analogy questions whose four words are in the vocabulary",
+    "masked_accuracy": "Masked-token accuracy: the share of masked tokens predicted exactly (test sentences)",
+    "mlm_accuracy": "Masked-token accuracy during training",
+    "nsp_accuracy": "Next-sentence prediction accuracy",
+    "unigram_accuracy": "Masked-token accuracy of always guessing by word frequency (the baseline to beat)",
+    "perplexity": "Perplexity of the masked tokens (lower is better)",
+    "unigram_perplexity": "Perplexity of guessing by word frequency (the baseline to beat)",
+    "zs_combo": "Zero-shot accuracy on the (colour, shape) combinations",
+    "zs_combo_heldout": "Zero-shot accuracy on the (colour, shape) combinations held out of training",
+    "zs_combo_seen": "Zero-shot accuracy on the (colour, shape) combinations seen in training",
+}
+#: Metrics that are rates in [0, 1] (shown in per cent) besides accuracies and recalls.
+RATE_NAMES = ("neighbour_purity", "analogy_coverage")
+RATE_PREFIXES = ("i2t_r", "t2i_r", "zs_", "zeroshot_", "oov_", "analogy")
+
+
 def metric_title(name: str) -> str:
+    """The column header: what the metric is, in words (two short lines)."""
     if name in KNOWN_METRICS:
         return KNOWN_METRICS[name]
     if name == "loss":
         return "Final loss"
     if name.startswith("feature_"):
         return "Features\n" + name[8:].replace("_", " ")
+    if m := re.fullmatch(r"(i2t|t2i)_r(\d+)", name):
+        return ("image→text" if m[1] == "i2t" else "text→image") + f"\nR@{m[2]}"
+    if m := re.fullmatch(r"zs_combo(?:_(heldout|seen))?", name):
+        return "zero-shot\ncolour+shape" + {"heldout": ", held out", "seen": ", seen"}.get(m[1] or "", "")
+    if m := re.fullmatch(r"zs_(.+?)(_heldout)?", name):
+        return f"zero-shot\n{m[1].replace('_', ' ')}" + (", held out" if m[2] else "")
+    if name.startswith("zeroshot_"):
+        return "zero-shot\n" + name[9:].replace("_", " ")
+    if name == "analogy":
+        return "analogies\n3CosAdd"
+    if name == "analogy_cosmul":
+        return "analogies\n3CosMul"
+    if name == "analogy_coverage":
+        return "analogies\nin vocabulary"
+    if name.startswith("spearman_"):
+        return "Spearman ρ\n" + name[9:]
+    if name.startswith("oov_"):
+        return "out of vocab.\n" + name[4:]
     return name.replace("_", " ").replace("-", " ").capitalize()
 
 
+def metric_tip(name: str) -> str:
+    """The header tooltip: what the metric measures, and the name it is stored under."""
+    tip = KNOWN_TIPS.get(name)
+    if tip is None:
+        if m := re.fullmatch(r"(i2t|t2i)_r(\d+)", name):
+            tip = (f"Recall@{m[2]}, image → text: the share of test images with one of their own captions "
+                   f"among the {m[2]} captions closest to them" if m[1] == "i2t" else
+                   f"Recall@{m[2]}, text → image: the share of test captions whose image is among the "
+                   f"{m[2]} images closest to them")
+        elif m := re.fullmatch(r"zs_(.+?)(_heldout)?", name):
+            tip = (f"Zero-shot accuracy on {m[1].replace('_', ' ')}: test images classified by the closest "
+                   "class prompt (\"a picture of a …\"), with no labels used in training"
+                   + (", on the combinations held out of training" if m[2] else ""))
+        elif name.startswith("zeroshot_"):
+            tip = "Zero-shot accuracy from the Search view (data set and attribute in the name)"
+        elif name.startswith("spearman_"):
+            tip = f"Spearman correlation of cosine similarity with the human scores of {name[9:]}"
+        elif name.startswith("oov_"):
+            tip = f"Share of the {name[4:]} word pairs that are not in the vocabulary"
+        elif name.startswith("feature_"):
+            tip = "A statistic of the embeddings (collapse shows as a small spread)"
+        else:
+            tip = "The run's last logged value"
+    return f"{tip}\n(stored as “{name}”)"
+
+
 def is_fraction(name: str) -> bool:
-    """Accuracy-like metrics are shown in per cent."""
-    return (name in KNOWN_METRICS or "acc" in name or "zero" in name or "analog" in name
+    """Accuracy-like metrics (accuracies, recalls, rates) are shown in per cent."""
+    return (name in KNOWN_METRICS or name in RATE_NAMES or name.startswith(RATE_PREFIXES)
+            or "acc" in name or "zero" in name
             or name.endswith("_ratio") or name.endswith("_knn") or name.endswith("_linear"))
 
 
+def format_metric(name: str, value: float) -> str:
+    """One number format per kind: rates in per cent with one decimal, the rest plain."""
+    if is_fraction(name) and 0 <= value <= 1:
+        return f"{value:.1%}"
+    return f"{value:.4g}"
+
+
+def _natural(name: str) -> list:
+    """A sort key that orders numbers by value: r1, r5, r10 (not r1, r10, r5)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+#: Reading order of the metric groups after the kNN / linear evaluations.
+GROUPS = (("zs_",), ("zeroshot_", "zero"), ("i2t_", "t2i_"), ("neighbour_", "analogy", "spearman_", "oov_"))
+
+
+def _group(name: str) -> int:
+    for i, prefixes in enumerate(GROUPS):
+        if name.startswith(prefixes):
+            return i
+    return len(GROUPS)
+
+
 def metric_columns(all_names) -> list[str]:
-    """The metric columns in reading order: evaluations, other scores, the loss, feature statistics."""
-    names = {n for n in all_names if n not in STEP_ONLY and not n.startswith(STEP_ONLY_PREFIXES)}
+    """The metric columns in reading order: evaluations, other scores (zero-shot, retrieval,
+    word scores, the rest; numbers in numeric order), the loss, feature statistics.
+    Per-class and per-section details ("zeroshot_shapes_colour/red") are left out."""
+    names = {n for n in all_names if n not in STEP_ONLY and not n.startswith(STEP_ONLY_PREFIXES)
+             and "/" not in n}
     known = [n for n in KNOWN_METRICS if n in names]
-    features = sorted(n for n in names if n.startswith("feature_"))
+    features = sorted((n for n in names if n.startswith("feature_")), key=_natural)
     loss = ["loss"] if "loss" in names else []
-    others = sorted(names - set(known) - set(features) - set(loss))
+    others = sorted(names - set(known) - set(features) - set(loss), key=lambda n: (_group(n), _natural(n)))
     return known + others + loss + features
 
 
@@ -125,7 +233,7 @@ class RunsModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return RUN_COLUMNS[section] if name is None else metric_title(name)
         if role == Qt.ItemDataRole.ToolTipRole and name is not None:
-            return f"{name} (the run's last logged value)"
+            return metric_tip(name)
         return None
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
@@ -139,7 +247,7 @@ class RunsModel(QAbstractTableModel):
             if role == Qt.ItemDataRole.DisplayRole:
                 if missing:
                     return "—"
-                return f"{v:.1%}" if is_fraction(name) and 0 <= v <= 1 else f"{v:.4g}"
+                return format_metric(name, v)
             if role == SORT_ROLE:
                 return -math.inf if missing else float(v)     # missing values sort below every number
             if role == Qt.ItemDataRole.TextAlignmentRole:
