@@ -1,7 +1,10 @@
 """Opening what is not a (readable) Pretext project fails cleanly and changes nothing."""
 import hashlib
 import os
+import shutil
 import sqlite3
+import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +98,39 @@ def _corrupt_page(p: Path) -> None:
     p.write_bytes(bytes(data))
 
 
+def _altered(p: Path, *statements: str) -> None:
+    """A real project with its schema changed behind Pretext's back."""
+    _real_project(p)
+    conn = sqlite3.connect(p)  # foreign keys off: DROP TABLE takes no rows with it
+    for statement in statements:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+
+
+def _runs_dropped(p: Path) -> None:
+    _altered(p, "DROP TABLE runs")
+
+
+def _metrics_dropped(p: Path) -> None:
+    _altered(p, "DROP TABLE metrics")
+
+
+def _column_dropped(p: Path) -> None:
+    _altered(p, "ALTER TABLE projections DROP COLUMN params")
+
+
+def _column_added(p: Path) -> None:
+    _altered(p, "ALTER TABLE embeddings ADD COLUMN colour TEXT")
+
+
+def _column_retyped(p: Path) -> None:
+    # Rebuilt the SQLite way, with the same column names: only the type differs.
+    _altered(p, "CREATE TABLE artifacts_new (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER, "
+                "name VARCHAR, kind VARCHAR, step TEXT, meta JSON, data BLOB, created_at DATETIME)",
+             "DROP TABLE artifacts", "ALTER TABLE artifacts_new RENAME TO artifacts")
+
+
 BAD_FILES = {
     "empty": (_empty, "empty"),
     "random bytes": (_random, "not an SQLite database"),
@@ -108,6 +144,11 @@ BAD_FILES = {
     "newer Pretext": (_newer, "needs a newer Pretext"),
     "unreadable version": (_bad_version, "schema_version = 'two'"),
     "corrupt page": (_corrupt_page, "damaged"),
+    "runs table dropped": (_runs_dropped, "is damaged (table 'runs' is missing)"),
+    "metrics table dropped": (_metrics_dropped, "table 'metrics' is missing"),
+    "column dropped": (_column_dropped, "table 'projections' lacks columns params"),
+    "column added": (_column_added, "table 'embeddings' has unknown columns colour"),
+    "column retyped": (_column_retyped, "column artifacts.step is TEXT, not INTEGER"),
 }
 
 
@@ -181,3 +222,143 @@ def test_read_only_follows_a_writer(tmp_path):
         last = reader.metrics(run)[-1].id
         writer.log_metrics(run, [(5000, 50.0, "loss", 0.01)])
         assert [(m.step, m.value) for m in reader.metrics(run, since_id=last)] == [(5000, 0.01)]
+
+
+# --- one damaged row -------------------------------------------------------------
+
+def test_run_with_invalid_json_reads_damaged_and_the_rest_keeps_working(tmp_path):
+    path = _real_project(tmp_path / "p.pretext")
+    with Project.open(path) as p:
+        ds = p.datasets()[0].id
+        second = p.create_run(ds, "byol", {"lr": 0.1}, 1)
+        third = p.create_run(ds, "mae", {"lr": 0.2}, 2)
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE runs SET config = '{bad' WHERE id = 1")
+    conn.execute("UPDATE runs SET versions = '[1, 2]' WHERE id = ?", (third,))
+    conn.commit()
+    conn.close()
+    with Project.open(path) as p:
+        runs = {r.id: r for r in p.runs()}
+        assert [(i, r.status) for i, r in runs.items()] == [(1, "damaged"), (second, "created"), (third, "damaged")]
+        assert runs[1].config == {} and runs[1].method == "simclr"
+        assert runs[1].error.startswith("its config is not valid JSON (Expecting property name")
+        assert runs[third].error == "its versions is a JSON list, not a JSON dict"
+        assert runs[second].config == {"lr": 0.1}
+        assert p.run(1).status == "damaged"
+        # everything else keeps working: reading, new runs, metrics of the damaged run
+        assert len(p.metrics(1)) == 2000
+        fourth = p.create_run(ds, "simclr", {"lr": 0.3}, 3)
+        assert p.run(fourth).config == {"lr": 0.3}
+
+
+# --- read-only storage -------------------------------------------------------------
+
+def _sidecars(folder: Path) -> list[str]:
+    return sorted(n for n in os.listdir(folder) if n.endswith(("-wal", "-shm", "-journal")))
+
+
+def _chattr(flag: str, *paths: Path) -> None:
+    subprocess.run(["chattr", flag, *map(str, paths)], check=True, capture_output=True)
+
+
+@contextmanager
+def _immutable(*paths: Path):
+    """``chattr +i``: not even root can write these (tests run as root, where
+    chmod stops nothing). Skips where the file system or the process cannot."""
+    try:
+        _chattr("+i", *paths)
+    except (OSError, subprocess.CalledProcessError) as e:
+        pytest.skip(f"chattr +i not permitted here ({e})")
+    try:
+        yield
+    finally:
+        _chattr("-i", *paths)
+
+
+@contextmanager
+def _read_only_mount(source: Path, target: Path):
+    """A read-only bind mount of ``source`` at ``target`` (read-only media)."""
+    target.mkdir()
+    done = subprocess.run(["mount", "--bind", "-o", "ro", str(source), str(target)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot make a read-only mount here ({done.stderr.decode().strip()})")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+
+
+def _read_everything(p: Project) -> tuple:
+    run = p.runs()[0]
+    return len(p.datasets()), run.status, len(p.metrics(run.id)), p.load_embeddings(1)[1].shape
+
+
+def test_read_only_open_leaves_nothing_beside_the_file(tmp_path):
+    path = _real_project(tmp_path / "p.pretext")
+    before = _digest(path)
+    with Project.open(path, read_only=True) as p:
+        assert p.read_only and p.read_only_reason == "opened read-only"
+        assert _read_everything(p) == (1, "created", 2000, (1000, 32))
+    assert _sidecars(tmp_path) == [] and _digest(path) == before
+
+
+@pytest.mark.parametrize("what", ["folder", "file", "both"])
+def test_project_in_a_read_only_folder_or_file_can_be_read(tmp_path, what):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    path = _real_project(folder / "p.pretext")
+    before = _digest(path)
+    locked = {"folder": [folder], "file": [path], "both": [path, folder]}[what]
+    with _immutable(*locked):
+        with pytest.raises(OSError):
+            (folder / "probe").write_bytes(b"") if what != "file" else path.open("ab")
+        for read_only in (True, "auto"):
+            with Project.open(path, read_only=read_only) as p:
+                assert p.read_only
+                assert p.read_only_reason == ("the file is read-only" if what != "folder"
+                                              else "its folder is read-only")
+                assert _read_everything(p) == (1, "created", 2000, (1000, 32))
+                with pytest.raises(ProjectError, match="is open read-only"):
+                    p.create_run(1, "simclr", {}, 0)
+            assert _sidecars(folder) == []
+        with pytest.raises(ProjectError, match=r"cannot be opened for writing \((the file|its folder) is read-only\)"):
+            Project.open(path)
+        assert _sidecars(folder) == [] and _digest(path) == before
+
+
+def test_project_on_read_only_media_can_be_read(tmp_path):
+    source = tmp_path / "disc"
+    source.mkdir()
+    _real_project(source / "p.pretext")
+    with _read_only_mount(source, tmp_path / "mnt") as mnt:
+        path = mnt / "p.pretext"
+        before = _digest(path)
+        with Project.open(path, read_only="auto") as p:
+            assert p.read_only and p.read_only_reason == "it is on read-only storage"
+            assert _read_everything(p) == (1, "created", 2000, (1000, 32))
+        with pytest.raises(ProjectError, match="read-only storage"):
+            Project.open(path)
+        assert _sidecars(mnt) == [] and _digest(path) == before
+
+
+def test_auto_opens_a_writable_file_for_writing(tmp_path):
+    path = _real_project(tmp_path / "p.pretext")
+    with Project.open(path, read_only="auto") as p:
+        assert not p.read_only and p.read_only_reason is None
+        p.create_run(1, "simclr", {}, 0)
+
+
+def test_read_only_copy_of_a_live_project_with_its_wal(tmp_path):
+    """A project copied (or left read-only) with -wal/-shm beside it: read through
+    SQLite's mode=ro, which sees the commits still in the WAL."""
+    live = _real_project(tmp_path / "live.pretext")
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    with Project.open(live) as writer:
+        writer.log_metrics(1, [(9999, 99.0, "loss", 0.5)])
+        for suffix in ("", "-wal", "-shm"):
+            shutil.copyfile(f"{live}{suffix}", folder / f"p.pretext{suffix}")
+    with _immutable(folder):
+        with Project.open(folder / "p.pretext", read_only=True) as p:
+            assert p.metrics(1)[-1].step == 9999
+        assert _sidecars(folder) == ["p.pretext-shm", "p.pretext-wal"]
