@@ -1,7 +1,10 @@
 """The Search view: open-vocabulary queries with a trained CLIP run.
 
 * **Text → images**: type a caption, press Enter: the top-k images of a data set
-  ranked by cosine similarity to the text's embedding, with their scores.
+  ranked by cosine similarity to the text's embedding, with their scores. The
+  held-out (test) images are searched by default, the ones the run never
+  trained on; the training images or all of them on request. The view says
+  which were searched.
 * **Image → captions**: click a result (or pick an item number): the captions of
   the run's training set that describe it best.
 * **Zero-shot classification**: classify a labelled data set (its labels or any
@@ -32,6 +35,12 @@ from ..workers import FunctionWorker
 THUMB = 96
 DEFAULT_K = 24
 CAPTION_K = 10
+#: The images a search ranks: the data set's split, in words.
+SPLITS = {"test": "held-out (test) images", "train": "training images", "all": "images"}
+#: How the Search view says why a CLIP run cannot be searched (yet).
+STATUS_WORDS = {"running": "is training", "paused": "is paused", "interrupted": "was interrupted",
+                "stopped": "was stopped", "failed": "failed", "created": "has not started",
+                "damaged": "is damaged"}
 
 
 def searches(method_name: str) -> bool:
@@ -46,6 +55,32 @@ def run_templates(config: dict) -> list[str]:
     from engine.zero_shot import DEFAULT_TEMPLATES
     text = (config.get("method_config") or {}).get("templates") or ""
     return [t.strip() for t in str(text).split("|") if t.strip()] or list(DEFAULT_TEMPLATES)
+
+
+def split_items(split: np.ndarray, which: str) -> tuple[np.ndarray, str]:
+    """The items of ``which`` split ("test", "train" or "all") and the split they really are:
+    a data set without such a split falls back to all its items."""
+    split = np.asarray(split)
+    if which in ("test", "train"):
+        items = np.flatnonzero(split == (1 if which == "test" else 0))
+        if len(items):
+            return items, which
+    return np.arange(len(split)), "all"
+
+
+def unsearchable_note(runs) -> str:
+    """What to say when CLIP runs exist but none can be searched: which runs, in what
+    state, and what to do (a run that was interrupted is resumed in the Train view)."""
+    from engine.store import RESUMABLE_STATUSES
+    listed = "; ".join(f"#{r.id} {r.name or r.method} {STATUS_WORDS.get(r.status, r.status)}" for r in runs)
+    text = f"No CLIP run can be searched yet ({listed}): a run can be searched once it has saved a checkpoint."
+    if any(r.status in RESUMABLE_STATUSES or r.status == "paused" for r in runs):
+        text += " Resume it in the Train view (Resume, or Run → Resume)."
+    elif any(r.status == "running" for r in runs):
+        text += " Wait for it to finish, or stop it in the Train view."
+    elif any(r.status == "created" for r in runs):
+        text += " Start it in the Train view."
+    return text
 
 
 def label_sets(stats: dict) -> dict[str, list[str]]:
@@ -86,11 +121,15 @@ class SearchSession:
         self.text_counts = np.array([counts[t] for t in self.texts], dtype=np.int64)
         self._text_emb: np.ndarray | None = None
 
-    def search(self, text: str, k: int) -> dict:
+    def search(self, text: str, k: int, split: str = "test") -> dict:
+        """The ``k`` images of ``split`` ("test", "train", "all") closest to ``text``."""
         from engine.zero_shot import top_k
-        idx, scores = top_k(self.method.encode_text([text])[0], self.feats, k)
+        pool, searched = split_items(self.data.split, split)
+        best, scores = top_k(self.method.encode_text([text])[0], self.feats[pool], k)
+        idx = pool[best]
         return {"text": text, "index": idx, "score": scores, "images": self.data.images[idx],
-                "captions": [self.caption(i) for i in idx], "names": [self.data.item_names[i] for i in idx]}
+                "captions": [self.caption(i) for i in idx], "names": [self.data.item_names[i] for i in idx],
+                "split": split, "searched": searched, "pool_size": len(pool)}
 
     def caption(self, i: int) -> str:
         return (self.data.captions[i] or "") if self.data.captions else ""
@@ -115,7 +154,7 @@ class SessionHolder:
 
 
 def run_job(project, holder: SessionHolder, job: tuple) -> tuple:
-    """One request of the view (on the worker thread): ("search", run, dataset, text, k),
+    """One request of the view (on the worker thread): ("search", run, dataset, text, k, split),
     ("describe", run, dataset, index, k) or ("zero_shot", run, dataset, attribute, class texts, templates)."""
     kind, run_id, dataset_id, *args = job
     if kind == "zero_shot":
@@ -257,10 +296,17 @@ class SearchView(QWidget):
         self.k_spin.setValue(DEFAULT_K)
         self.k_spin.setPrefix("top ")
         self.k_spin.setToolTip("How many images to show")
+        self.split_combo = QComboBox()
+        for key in ("test", "train", "all"):
+            self.split_combo.addItem("in all images" if key == "all" else f"in the {SPLITS[key]}", key)
+        self.split_combo.setToolTip("Which images to rank: the held-out (test) images, which the run never "
+                                    "trained on (the default), the training images, or all of them")
+        self.split_combo.currentIndexChanged.connect(self._on_split_chosen)
         self.search_button = QPushButton("Search")
         self.search_button.clicked.connect(self.run_query)
         row.addWidget(self.query_edit, 1)
         row.addWidget(self.k_spin)
+        row.addWidget(self.split_combo)
         row.addWidget(self.search_button)
         lay.addLayout(row)
 
@@ -374,6 +420,9 @@ class SearchView(QWidget):
     def _empty_text(self) -> str:
         if self.project is None:
             return "Open a project to search it."
+        clip_runs = [r for r in reversed(self.project.runs()) if searches(r.method)]
+        if clip_runs:
+            return unsearchable_note(clip_runs)
         return ("No finished CLIP runs yet. Train CLIP on a captioned data set (shapes) in the Train "
                 "view: then search its images by text here.")
 
@@ -437,8 +486,14 @@ class SearchView(QWidget):
         self.templates_edit.setPlainText("\n".join(run_templates(run.config)))
         self.templates_edit.blockSignals(False)
         self._on_dataset_chosen()
+        note = ""
+        if run.status != "finished":
+            cks = self.project.checkpoints(self.run_id)
+            step = f" (step {cks[-1][1]})" if cks else ""
+            note = (f" It {STATUS_WORDS.get(run.status, run.status)}: its last checkpoint{step} is searched; "
+                    "resume it in the Train view to train it further.")
         self.status.setText(f"Run #{self.run_id}: type a description and press Enter, or classify a "
-                            "data set zero-shot")
+                            f"data set zero-shot.{note}")
 
     def dataset_id(self) -> int | None:
         d = self.dataset_combo.currentData()
@@ -499,7 +554,7 @@ class SearchView(QWidget):
 
     def _set_enabled(self) -> None:
         has_run = self.run_id is not None and self.dataset_id() is not None
-        for w in (self.query_edit, self.search_button, self.k_spin, self.item_spin):
+        for w in (self.query_edit, self.search_button, self.k_spin, self.split_combo, self.item_spin):
             w.setEnabled(has_run)
         self.classify_button.setEnabled(has_run and self.class_table.rowCount() > 0)
         self.reset_button.setEnabled(has_run)
@@ -520,7 +575,16 @@ class SearchView(QWidget):
         text = self.query_edit.text().strip()
         if not text or self.run_id is None or self.dataset_id() is None:
             return
-        self._submit(("search", self.run_id, self.dataset_id(), text, int(self.k_spin.value())))
+        self._submit(("search", self.run_id, self.dataset_id(), text, int(self.k_spin.value()), self.split()))
+
+    def split(self) -> str:
+        """The images a search ranks: "test" (the default), "train" or "all"."""
+        return self.split_combo.currentData()
+
+    def _on_split_chosen(self, *_) -> None:
+        """Search again among the newly chosen images (when a search is on screen)."""
+        if self.hits is not None and self.query_edit.text().strip():
+            self.run_query()
 
     def describe_item(self, index: int | None = None) -> None:
         if self.run_id is None or self.dataset_id() is None:
@@ -599,8 +663,13 @@ class SearchView(QWidget):
         self.results.blockSignals(False)
         n = len(res["index"])
         best = f"; scores {res['score'][0]:.3f} … {res['score'][-1]:.3f}" if n else ""
-        self.status.setText(f"“{res['text']}”: the {n} closest images of {self.dataset_combo.currentText()}"
-                            f"{best} (cosine similarity). Click one for its captions.")
+        searched = SPLITS[res["searched"]]
+        missing = "held-out (test) split" if res["split"] == "test" else "training split"
+        fallback = (f" (this data set has no {missing}: all its images were searched)"
+                    if res["searched"] != res["split"] else "")
+        self.status.setText(f"“{res['text']}”: the {n} closest of the {res['pool_size']:,} {searched} of "
+                            f"{self.dataset_combo.currentText()}{fallback}{best} (cosine similarity). "
+                            "Click one for its captions.")
 
     def _on_result_selected(self, item, _previous=None) -> None:
         if item is None:

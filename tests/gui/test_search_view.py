@@ -50,10 +50,25 @@ def test_search_zero_shot_and_captions(window, project, clip_run, qtbot):
     assert sv.results.count() == 7
     scores = [float(sv.results.item(i).text().split("\n")[0]) for i in range(7)]
     assert scores == sorted(scores, reverse=True) and scores[0] > scores[-1]
+    # By default the held-out (test) images are ranked, and the view says so: the engine's
+    # ranking of all images, restricted to the test split.
+    split = workbench.load_dataset(project, "shapes").split
+    assert sv.split() == "test" and "held-out (test)" in sv.split_combo.currentText()
+    ranked = zero_shot.search_images(project, clip_run, "a large red circle", k=len(split))
+    shown = [sv.results.item(i).data(Qt.ItemDataRole.UserRole) for i in range(7)]
+    assert shown == [h["index"] for h in ranked if split[h["index"]] == 1][:7]
+    assert f"of the {int((split == 1).sum())} held-out (test) images of shapes" in sv.status.text()
+    assert not sv.results.item(0).icon().isNull()
+    # All images on request: the engine's own top 7 (the search runs again at once).
+    with qtbot.waitSignal(sv.result_shown, timeout=30_000):
+        sv.split_combo.setCurrentIndex(sv.split_combo.findData("all"))
     expected = zero_shot.search_images(project, clip_run, "a large red circle", k=7)
     shown = [sv.results.item(i).data(Qt.ItemDataRole.UserRole) for i in range(7)]
     assert shown == [h["index"] for h in expected]
-    assert not sv.results.item(0).icon().isNull()
+    assert "of the 300 images of shapes" in sv.status.text()
+    with qtbot.waitSignal(sv.result_shown, timeout=30_000):
+        sv.split_combo.setCurrentIndex(sv.split_combo.findData("train"))
+    assert all(split[sv.results.item(i).data(Qt.ItemDataRole.UserRole)] == 0 for i in range(7))
 
     # Zero-shot on colour, with one class prompt edited and two templates.
     sv.tabs.setCurrentIndex(1)
@@ -108,3 +123,35 @@ def test_without_clip_runs_and_errors(window, project, qtbot):
     qtbot.waitUntil(lambda: sv.last_error_box is not None, timeout=10_000)
     assert "Cannot search" in sv.status.text()
     sv.last_error_box.close()
+
+
+def test_clip_runs_that_cannot_be_searched_yet_are_named(window, project, qtbot):
+    """An interrupted (or still running) CLIP run without a checkpoint: the view names it and
+    says to resume it in the Train view, not "No finished CLIP runs"."""
+    from gui.views.search_view import split_items
+    workbench.import_dataset(project, "shapes", "shapes", n=60, size=16, seed=0)
+    run = workbench.create_run(project, "shapes", "clip", {"epochs": "1"}, name="clip on shapes")
+    project.update_run(run, status="running")          # marked running, its process gone: interrupted
+    assert project.run(run).status == "interrupted"
+    sv = window.search_view
+    window.show_view("search")
+    sv.refresh()
+    text = sv.status.text()
+    assert sv.run_combo.count() == 0 and "No finished CLIP runs" not in text
+    assert f"#{run} clip on shapes was interrupted" in text and "Resume it in the Train view" in text
+    project.claim_run(run)                                # training in this process
+    sv.refresh()
+    assert f"#{run} clip on shapes is training" in sv.status.text() and "Wait for it to finish" in sv.status.text()
+    # With a checkpoint, an interrupted run is searchable, and the view says what is searched.
+    project.release_run(run)
+    project.save_checkpoint(run, 3, 1, {"model": {}, "optim": {}, "step": 3})
+    sv.refresh()
+    assert [sv.run_combo.itemData(i) for i in range(sv.run_combo.count())] == [run]
+    assert "was interrupted: its last checkpoint (step 3) is searched" in sv.status.text()
+
+    # The split helper: a data set without a test split falls back to all its items.
+    items, used = split_items(np.array([0, 1, 0, 1, 1]), "test")
+    assert items.tolist() == [1, 3, 4] and used == "test"
+    assert split_items(np.array([0, 1, 0]), "train")[0].tolist() == [0, 2]
+    items, used = split_items(np.zeros(4, int), "test")
+    assert items.tolist() == [0, 1, 2, 3] and used == "all"
