@@ -45,6 +45,8 @@ SPLIT_FOLDERS = {"train": TRAIN, "training": TRAIN, "test": TEST, "testing": TES
 MAX_PIXELS = 64_000_000
 # A zip member that inflates beyond this is not a sane image either (zip bomb).
 MAX_MEMBER_BYTES = 512 * 1024 * 1024
+# How many ignored files are named in the dataset's stats (all are counted).
+MAX_LISTED_IGNORED = 1000
 PROGRESS_EVERY = 256
 # Transparent pixels are shown over white, as most image viewers show them.
 ALPHA_BACKGROUND = (255, 255, 255)
@@ -73,16 +75,19 @@ def load(path: Path, size: int = 32, channels: str = "auto", captions: Path | No
     # Read the captions first: a wrong captions path should fail before a long decode.
     table, bad_rows = _read_captions(Path(captions).expanduser(), path) if captions is not None else (None, 0)
     skipped: list[tuple[str, str]] = []
+    # Files left out on purpose (not images, hidden), with why: reported, so a
+    # user can tell a misnamed photo from a notes file.
+    ignored: list[tuple[str, str]] = []
     archive: zipfile.ZipFile | None = None
     if path.is_dir():
-        entries, n_ignored = _list_folder(path, skipped)
+        entries = _list_folder(path, skipped, ignored)
         name = path.resolve().name or str(path)
     elif zipfile.is_zipfile(path):
         try:
             archive = zipfile.ZipFile(path)
         except (OSError, zipfile.BadZipFile) as e:
             raise DataError(f"{path}: cannot open the zip file ({e})") from None
-        entries, n_ignored = _list_zip(archive)
+        entries = _list_zip(archive, ignored)
         name = path.stem
     else:
         raise DataError(f"{path}: not a folder or a .zip file")
@@ -113,7 +118,8 @@ def load(path: Path, size: int = 32, channels: str = "auto", captions: Path | No
         class_names = sorted({classes[i] for i in chosen})
         index = {c: k for k, c in enumerate(class_names)}
         labels = np.array([index[classes[i]] for i in chosen], dtype=np.int64)
-    info: dict = {"source": str(path), "n_ignored_files": n_ignored}
+    info: dict = {"source": str(path), "n_ignored_files": len(ignored),
+                  "ignored_files": [list(pair) for pair in ignored[:MAX_LISTED_IGNORED]]}
     if splits is not None and len(set(splits[i] for i in chosen)) == 2:
         split = np.array([splits[i] for i in chosen], dtype=np.uint8)
         info["split_from"] = "folders"
@@ -139,13 +145,17 @@ def _hidden(part: str) -> bool:
     return part.startswith(".") or part == "__MACOSX"
 
 
+def _why_hidden(part: str) -> str:
+    return "macOS resource fork" if part == "__MACOSX" else "hidden"
+
+
 def _is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _list_folder(root: Path, skipped: list[tuple[str, str]]) -> tuple[list[_Entry], int]:
+def _list_folder(root: Path, skipped: list[tuple[str, str]],
+                 ignored: list[tuple[str, str]]) -> list[_Entry]:
     entries: list[_Entry] = []
-    n_ignored = 0
 
     def walk_error(err: OSError) -> None:
         rel = os.path.relpath(err.filename, root) if err.filename else str(root)
@@ -153,19 +163,23 @@ def _list_folder(root: Path, skipped: list[tuple[str, str]]) -> tuple[list[_Entr
 
     # Symlinked folders are not followed: they can loop, or leave the folder.
     for dirpath, dirnames, filenames in os.walk(root, onerror=walk_error):
-        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
         rel_dir = Path(dirpath).relative_to(root).parts
+        for d in sorted(dirnames):
+            if _hidden(d):
+                ignored.append(("/".join((*rel_dir, d)) + "/", f"{_why_hidden(d)} folder"))
+        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
         for fname in sorted(filenames):
             if _hidden(fname):
+                ignored.append(("/".join((*rel_dir, fname)), _why_hidden(fname)))
                 continue
             if not _is_image_name(fname):
-                n_ignored += 1
+                ignored.append(("/".join((*rel_dir, fname)), "not an image"))
                 continue
             parts = (*rel_dir, fname)
             full = os.path.join(dirpath, fname)
             entries.append(_Entry("/".join(parts), parts, partial(_open_file, full)))
     entries.sort(key=lambda e: e.name)
-    return entries, n_ignored
+    return entries
 
 
 def _open_file(full: str) -> IO[bytes]:
@@ -188,18 +202,21 @@ def _open_file(full: str) -> IO[bytes]:
         raise _Skip(f"unreadable ({e.strerror or e})") from None
 
 
-def _list_zip(archive: zipfile.ZipFile) -> tuple[list[_Entry], int]:
+def _list_zip(archive: zipfile.ZipFile, ignored: list[tuple[str, str]]) -> list[_Entry]:
     members = []
-    n_ignored = 0
     # Plain string handling: this loop runs once per member (60,000 for CIFAR-10).
     for info in archive.infolist():
         if info.filename.endswith("/"):
             continue
         parts = tuple(p for p in info.filename.replace("\\", "/").split("/") if p and p != ".")
-        if not parts or "/." in "/" + "/".join(parts) or "__MACOSX" in parts:
-            continue  # dotfiles, dot-folders and macOS resource forks
+        if not parts:
+            continue
+        hidden = next((p for p in parts if _hidden(p)), None)
+        if hidden is not None:  # dotfiles, dot-folders and macOS resource forks
+            ignored.append(("/".join(parts), _why_hidden(hidden)))
+            continue
         if not _is_image_name(parts[-1]):
-            n_ignored += 1
+            ignored.append(("/".join(parts), "not an image"))
             continue
         members.append((info, parts))
     # Zipping a folder (rather than its contents) adds one wrapper folder
@@ -211,7 +228,7 @@ def _list_zip(archive: zipfile.ZipFile) -> tuple[list[_Entry], int]:
     entries = [_Entry(info.filename, parts, partial(_open_member, archive, info))
                for info, parts in members]
     entries.sort(key=lambda e: e.name)
-    return entries, n_ignored
+    return entries
 
 
 def _open_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> IO[bytes]:

@@ -91,7 +91,8 @@ def test_folder_classes_and_colour_conversions(tree: Path):
     assert (colour_of(d, "dogs/wide.bmp") == [0, 255, 0]).all()   # centre crop keeps the middle
     assert (colour_of(d, "dogs/mask.webp") == 255).all()
     stats = d.stats()
-    assert stats["n_ignored_files"] == 1 and stats["class_counts"] == {"cats": 4, "dogs": 5}
+    # Every file left out is counted and named, hidden ones too (issue 11: only a count was kept).
+    assert stats["n_ignored_files"] == 2 and stats["class_counts"] == {"cats": 4, "dogs": 5}
     assert stats["split"]["train"] + stats["split"]["test"] == 9
 
 
@@ -344,3 +345,31 @@ def test_cancel_stops_a_folder_load(tmp_path: Path):
     save(tmp_path / "a.png", solid("L", 1))
     with pytest.raises(DataError, match="^cancelled$"):
         load_images("image-folder", path=tmp_path, cancel=lambda: True)
+
+
+def test_ignored_files_are_named_with_why(tmp_path: Path):
+    root = tmp_path / "photos"
+    (root / "cats").mkdir(parents=True)
+    (root / ".thumbnails").mkdir()
+    Image.new("RGB", (4, 4), (255, 0, 0)).save(root / "cats" / "red.png")
+    Image.new("RGB", (4, 4), (0, 255, 0)).save(root / ".hidden.jpg")
+    Image.new("RGB", (4, 4), (0, 0, 255)).save(root / ".thumbnails" / "t.png")
+    (root / "notes.txt").write_text("not an image")
+    (root / "cats" / "README").write_text("no extension")
+    d = load_images("image-folder", path=root, size=4)
+    assert d.item_names == ["cats/red.png"]
+    expected = [[".thumbnails/", "hidden folder"], [".hidden.jpg", "hidden"], ["notes.txt", "not an image"],
+                ["cats/README", "not an image"]]
+    assert d.info["ignored_files"] == expected and d.info["n_ignored_files"] == 4
+    assert d.stats()["ignored_files"] == expected
+
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(root / "cats" / "red.png", "cats/red.png")
+        z.write(root / ".hidden.jpg", ".hidden.jpg")
+        z.writestr("notes.txt", "not an image")
+        z.writestr("__MACOSX/cats/._red.png", b"junk")
+    d = load_images("image-folder", path=archive, size=4)
+    assert d.item_names == ["cats/red.png"]
+    assert d.info["ignored_files"] == [[".hidden.jpg", "hidden"], ["notes.txt", "not an image"],
+                                       ["__MACOSX/cats/._red.png", "macOS resource fork"]]
