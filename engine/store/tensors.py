@@ -31,10 +31,17 @@ import math
 import struct
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-# safetensors parses a header and raw bytes: no code can run, unlike a pickle.
-from safetensors.torch import load as safetensors_load, save as safetensors_save
-import torch
+
+if TYPE_CHECKING:
+    import torch
+
+# torch (and safetensors.torch, which imports it) load inside the two functions:
+# the store is imported by commands that never touch a checkpoint (listing
+# runs), and importing torch takes seconds. safetensors parses a header and
+# raw bytes: no code can run, unlike a pickle.
 
 # The skeleton's key in the safetensors metadata, and a version for the format
 # of the skeleton itself, so a later Pretext can read older checkpoints.
@@ -48,6 +55,8 @@ _NUMPY_KINDS = "biufc"
 
 def pack_state(state: Any) -> bytes:
     """Serialise a nested dict/list/tuple of tensors, arrays and scalars."""
+    import torch
+    from safetensors.torch import save as safetensors_save
     tensors: dict[str, torch.Tensor] = {}
     seen_storage: set[int] = set()
 
@@ -116,6 +125,7 @@ def unpack_state(data: bytes) -> Any:
     Tensors come back as CPU torch tensors, numpy arrays as numpy arrays.
     Raises ``ValueError`` when the bytes are not a state packed by Pretext.
     """
+    from safetensors.torch import load as safetensors_load
     metadata = _read_metadata(data)
     if metadata.get(_FORMAT_KEY) != _FORMAT or _SKELETON_KEY not in metadata:
         raise ValueError("not a Pretext state (no skeleton in the safetensors metadata)")
@@ -125,7 +135,7 @@ def unpack_state(data: bytes) -> Any:
     except Exception as e:  # safetensors raises its own error types
         raise ValueError(f"damaged state: {e}") from e
 
-    def tensor(key: Any) -> torch.Tensor:
+    def tensor(key: Any) -> "torch.Tensor":
         if not isinstance(key, str) or key not in tensors:
             raise ValueError(f"damaged state: no tensor {key!r}")
         # clone: the loaded tensor views a read-only buffer; callers may write
