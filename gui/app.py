@@ -120,10 +120,12 @@ def run(project_path: str | Path | None = None) -> int:
     if screen is not None:   # fit small screens (1366×768 laptops) with room for the panel
         avail = screen.availableGeometry()
         window.resize(min(1320, int(avail.width() * 0.96)), min(820, int(avail.height() * 0.92)))
-    window.show()
+    # Start opening before the window first paints: its first frame already names the file
+    # being opened, with the actions that need it disabled.
     if project_path is None:
-        QTimer.singleShot(0, lambda: window.open_project_async(None, demo=True))
+        window.open_project_async(None, demo=True)
     else:
         path = Path(project_path).expanduser()
-        QTimer.singleShot(0, lambda: window.open_project_async(path, create=not path.exists()))
+        window.open_project_async(path, create=not path.exists())
+    window.show()
     return app.exec()

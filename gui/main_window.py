@@ -3,18 +3,31 @@
 Views are added with :meth:`MainWindow.add_view`, so later views (Datasets,
 Reconstructions, Words, Search, Compare) plug in the same way as Project,
 Train and Map. A view may define ``set_project(project)``; it is called for
-every view when a project is opened.
+every view when a project is opened. Ctrl+1, Ctrl+2, … follow the sidebar's
+order, and every sidebar item shows its shortcut.
+
+Opening a project happens in two steps on worker threads, so the window never
+freezes: first the file is checked and its data sets and runs are read (the
+Project view shows them at once), then torch and the engine's methods are
+loaded and every other view gets the project. Until then a banner names the
+file being opened and what is happening, and the actions that need the
+project are disabled.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import platform
+import sys
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListWidget,
-                               QListWidgetItem, QMainWindow, QMessageBox, QStackedWidget, QStyle,
-                               QWidget)
+from PySide6.QtCore import QObject, QSettings, QSize, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QIcon, QKeySequence, QShortcut
+from PySide6.QtWidgets import (QAbstractButton, QApplication, QDialog, QDialogButtonBox, QFileDialog,
+                               QFrame, QHBoxLayout, QHeaderView, QLabel, QListWidget, QListWidgetItem,
+                               QMainWindow, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton,
+                               QStackedWidget, QStyle, QStyledItemDelegate, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget)
 
 from .views.compare_view import CompareView
 from .views.datasets_view import DatasetsView
@@ -27,10 +40,12 @@ from .views.words_view import WordsView
 from .workers import FunctionWorker
 
 MAX_RECENT = 8
-#: Ctrl+<digit> per view. Fixed numbers, so a view added later (Words, Search) never shifts
-#: the shortcuts people learned; views not listed get the next free digits.
-VIEW_SHORTCUTS = {"project": 1, "train": 2, "map": 3, "datasets": 4, "reconstructions": 5, "compare": 6,
-                  "words": 7, "search": 8}
+#: How often (ms) the window looks for runs changed by another process (the CLI, torchrun).
+RUNS_POLL_MS = 3000
+#: The user guide, beside the code.
+GUIDE_PATH = Path(__file__).resolve().parents[1] / "docs" / "guide.md"
+#: Ctrl+<digit> opens the view at that place in the sidebar (nine at most).
+SHORTCUT_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
 def settings() -> QSettings:
@@ -39,6 +54,12 @@ def settings() -> QSettings:
     if path:
         return QSettings(path, QSettings.Format.IniFormat)
     return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, "Pretext", "Pretext")
+
+
+def demo_project_path() -> Path:
+    """Where the demo project lives: ``engine.workbench.default_demo_path()``, known here
+    without importing the engine (and torch) on the GUI thread; a test keeps the two equal."""
+    return Path.home() / ".local" / "share" / "pretext" / "demo.pretext"
 
 
 def describe_device() -> str:
@@ -52,30 +73,249 @@ def describe_device() -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def open_project_file(path: str | Path | None, *, demo: bool = False, create: bool = False):
-    """Open (or create) a project and describe the device (runs on a worker thread).
+def open_project_file(path: str | Path | None, *, demo: bool = False, create: bool = False, progress=None):
+    """Open (or create) a project file and read its data sets and runs (on a worker thread).
 
-    ``demo``: the demo project (digits + shapes) at ``path`` or the default place,
-    created on first use."""
-    if demo:
-        from engine.workbench import default_demo_path, ensure_demo_project
-        path = Path(path) if path is not None else default_demo_path()
+    ``demo``: the demo project at ``path`` or :func:`demo_project_path`, created with the
+    built-in digits and shapes on first use. ``progress(-1, message)`` says what is happening."""
+    say = progress or (lambda _fraction, _message: None)
+    path = Path(path) if path is not None else demo_project_path()
+    say(-1, "loading the project store…")
+    from engine.store import Project
+    if demo and not path.exists():
+        say(-1, "creating the demo project (digits and shapes)…")
+        from engine.workbench import ensure_demo_project
         path.parent.mkdir(parents=True, exist_ok=True)
         project = ensure_demo_project(path)
+    elif create:
+        say(-1, "creating the file…")
+        project = Project.create(path)
     else:
-        from engine.store import Project
-        project = Project.create(path) if create else Project.open(path)
-    return project, describe_device()
+        say(-1, "checking the file…")
+        project = Project.open(path)
+    say(-1, "reading its data sets and runs…")
+    project.datasets()
+    project.runs()
+    return project
+
+
+def load_engine(progress=None) -> str:
+    """Import what the views compute with (torch, the methods, the workbench) and describe
+    the device (on a worker thread: this takes seconds the first time in a process)."""
+    say = progress or (lambda _fraction, _message: None)
+    say(-1, "loading torch…")
+    import torch  # noqa: F401 - imported here so that the GUI thread never waits for it
+    say(-1, "loading the methods…")
+    import engine.methods  # noqa: F401
+    import engine.train  # noqa: F401
+    import engine.workbench  # noqa: F401
+    say(-1, "finding the device…")
+    return describe_device()
+
+
+def runs_signature(project) -> tuple:
+    """What changes when a run is added, deleted or changes status, or a live run is evaluated
+    (read on a worker thread every few seconds)."""
+    runs = project.runs()
+    live = tuple(len(project.metrics(r.id, name="knn")) for r in runs if r.status in ("running", "paused"))
+    return tuple((r.id, r.status) for r in runs) + live
+
+
+def versions_text(device_text: str) -> str:
+    """Python, torch, CUDA, PySide6, pyqtgraph, numpy and the device, one per line (to paste
+    into a bug report). Reads torch's details only once torch is loaded (never imports it)."""
+    def version(dist: str) -> str:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    from engine import __version__
+    torch = sys.modules.get("torch")
+    if torch is None:
+        cuda = "not known yet (torch is still loading)"
+    elif torch.cuda.is_available():
+        cuda = f"{torch.version.cuda} ({torch.cuda.device_count()} GPU: {torch.cuda.get_device_name(0)})"
+    else:
+        cuda = "none" + (f" (torch built for CUDA {torch.version.cuda}, no GPU visible)" if torch.version.cuda else "")
+    import PySide6
+    lines = [f"Pretext {__version__}",
+             f"Python {platform.python_version()} ({sys.executable})",
+             f"torch {version('torch')}",
+             f"CUDA {cuda}",
+             f"PySide6 {PySide6.__version__} (Qt {PySide6.QtCore.qVersion()})",
+             f"pyqtgraph {version('pyqtgraph')}",
+             f"numpy {version('numpy')}",
+             f"Device in use: {device_text or 'not known yet'}",
+             f"System: {platform.platform()}"]
+    return "\n".join(lines)
+
+
+def open_url(url: QUrl) -> bool:
+    """Open ``url`` with the desktop's handler (a function, so tests can replace it)."""
+    return QDesktopServices.openUrl(url)
+
+
+def _plain(text: str) -> str:
+    """A menu text without its mnemonic ampersands and trailing dots."""
+    return text.replace("&&", "\0").replace("&", "").replace("\0", "&").rstrip("…").strip()
+
+
+class SidebarDelegate(QStyledItemDelegate):
+    """Draws a sidebar item with its shortcut (e.g. "Ctrl+3") dimmed on its right."""
+
+    def paint(self, painter, option, index) -> None:
+        super().paint(painter, option, index)
+        keys = index.data(SHORTCUT_ROLE)
+        if not keys:
+            return
+        painter.save()
+        font = option.font
+        font.setPointSizeF(max(6.0, font.pointSizeF() * 0.78))
+        painter.setFont(font)
+        painter.setPen(option.palette.color(option.palette.ColorRole.PlaceholderText))
+        painter.drawText(option.rect.adjusted(0, 0, -6, 0),
+                         int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter), keys)
+        painter.restore()
+
+
+class OpeningBanner(QFrame):
+    """A strip at the top of the window while a project opens: which file, a busy bar,
+    and what is happening now ("checking the file…", "loading torch…")."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("openingBanner")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(10, 6, 10, 6)
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 0)
+        self.busy.setFixedWidth(120)
+        self.busy.setTextVisible(False)
+        self.title = QLabel()
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.step = QLabel()
+        lay.addWidget(self.busy)
+        lay.addWidget(self.title, 1)
+        lay.addWidget(self.step)
+        self.setVisible(False)
+
+    def show_opening(self, path: Path, what: str = "Opening") -> None:
+        self.title.setText(f"<b>{what} {path.name}</b> &nbsp; <span style='color:gray'>{path}</span>")
+        self.step.setText("")
+        self.setVisible(True)
+
+    def set_step(self, text: str) -> None:
+        self.step.setText(text)
+
+
+class RunsWatcher(QObject):
+    """Notices runs that another process (the CLI, torchrun) starts, ends or evaluates:
+    every few seconds a worker thread reads :func:`runs_signature`; ``changed`` is emitted
+    when it differs from the last one. The GUI thread never reads the runs for this."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QObject | None = None, interval_ms: int = RUNS_POLL_MS):
+        super().__init__(parent)
+        self.project = None
+        self._signature = None
+        self._worker: FunctionWorker | None = None
+        self._timer = QTimer(self)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self.poll)
+
+    def watch(self, project) -> None:
+        self.project, self._signature = project, None
+        if project is None:
+            self._timer.stop()
+        else:
+            self._timer.start()
+            self.poll()          # the first signature is the baseline
+
+    def poll(self) -> None:
+        if self.project is None or (self._worker is not None and self._worker.is_running()):
+            return
+        project = self.project
+        worker = FunctionWorker(runs_signature, project, thread_name="pretext-runs-watch")
+        worker.result.connect(lambda sig: self._on_signature(project, sig))
+        self._worker = worker     # (an error, e.g. the file went away, is left to the next action)
+        worker.start()
+
+    def worker(self) -> FunctionWorker | None:
+        return self._worker
+
+    def _on_signature(self, project, signature: tuple) -> None:
+        if project is not self.project:
+            return
+        if self._signature is not None and signature != self._signature:
+            self.changed.emit()
+        self._signature = signature
+
+
+class ShortcutsDialog(QDialog):
+    """Every keyboard shortcut of the window, read from its actions, buttons and shortcuts."""
+
+    def __init__(self, rows: list[tuple[str, str, str]], parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard shortcuts")
+        lay = QVBoxLayout(self)
+        self.table = QTableWidget(len(rows), 3)
+        self.table.setHorizontalHeaderLabels(("Where", "What", "Keys"))
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        for r, row in enumerate(rows):
+            for c, text in enumerate(row):
+                self.table.setItem(r, c, QTableWidgetItem(text))
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        lay.addWidget(self.table)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        lay.addWidget(buttons)
+        self.resize(560, 560)
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        return [tuple(self.table.item(r, c).text() for c in range(3)) for r in range(self.table.rowCount())]
+
+
+class VersionsDialog(QDialog):
+    """The versions and the device, selectable, with a Copy button."""
+
+    def __init__(self, text: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Versions and device")
+        lay = QVBoxLayout(self)
+        self.text = QPlainTextEdit(text)
+        self.text.setReadOnly(True)
+        lay.addWidget(self.text)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.copy_button = buttons.addButton("Copy", QDialogButtonBox.ButtonRole.ActionRole)
+        self.copy_button.clicked.connect(lambda: QApplication.clipboard().setText(self.text.toPlainText()))
+        buttons.rejected.connect(self.reject)
+        lay.addWidget(buttons)
+        self.resize(620, 300)
 
 
 class MainWindow(QMainWindow):
+    #: every view has the project (emitted after the second step of opening)
     project_opened = Signal(object)
+    #: the Project view shows the file's data sets and runs (first step of opening)
+    project_shown = Signal(object)
+    #: a run was added, started, evaluated, ended or deleted (here or in another process)
+    runs_changed = Signal()
 
     def __init__(self, project=None, parent: QWidget | None = None):
         super().__init__(parent)
         self.project = None
         self.device_text = ""
+        #: the file being opened (None when no opening is under way)
+        self.opening_path: Path | None = None
         self._open_worker: FunctionWorker | None = None
+        self._engine_worker: FunctionWorker | None = None
         self._close_when_stopped = False
         self._views: dict[str, QWidget] = {}
         #: Warm up UMAP's numba compilation when a map is about to be wanted (the app sets
@@ -85,19 +325,26 @@ class MainWindow(QMainWindow):
         self.resize(1280, 760)
 
         central = QWidget()
-        lay = QHBoxLayout(central)
+        outer = QVBoxLayout(central)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.setSpacing(0)
+        self.opening_banner = OpeningBanner()
+        outer.addWidget(self.opening_banner)
+        lay = QHBoxLayout()
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("sidebar")
-        self.sidebar.setFixedWidth(118)
+        self.sidebar.setFixedWidth(150)
         self.sidebar.setIconSize(QSize(20, 20))
         self.sidebar.setSpacing(2)
         self.sidebar.setFrameShape(QListWidget.Shape.NoFrame)
+        self.sidebar.setItemDelegate(SidebarDelegate(self.sidebar))
         self.stack = QStackedWidget()
         self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
         lay.addWidget(self.sidebar)
         lay.addWidget(self.stack, 1)
+        outer.addLayout(lay, 1)
         self.setCentralWidget(central)
 
         style = self.style()
@@ -125,7 +372,11 @@ class MainWindow(QMainWindow):
                       style.standardIcon(QStyle.StandardPixmap.SP_FileDialogInfoView))
         self.add_view("search", "Search", self.search_view,
                       style.standardIcon(QStyle.StandardPixmap.SP_FileDialogContentsView))
+        self.project_view.set_train_shortcut(self.view_shortcut("train"))
 
+        self.runs_watcher = RunsWatcher(self)
+        self.runs_watcher.changed.connect(self.runs_changed)
+        self.runs_changed.connect(self._on_runs_changed)
         self.project_view.resume_requested.connect(self._resume_from_project_view)
         self.project_view.map_requested.connect(self.show_map)
         self.project_view.datasets_changed.connect(self.train_view.refresh)
@@ -136,7 +387,7 @@ class MainWindow(QMainWindow):
         self.compare_view.map_requested.connect(self.show_map)
         self.project_view.message.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
         self.train_view.state_changed.connect(self._on_run_state)
-        self.train_view.runs_changed.connect(self._on_runs_changed)
+        self.train_view.runs_changed.connect(self.runs_changed)
         self.train_view.run_finished.connect(self._on_run_finished)
         self.sidebar.currentRowChanged.connect(self._on_view_changed)
 
@@ -147,17 +398,27 @@ class MainWindow(QMainWindow):
             self.set_project(project)
         else:
             self._update_title()
+            self._sync_actions()
 
     # ------------------------------------------------------------------ views
     def add_view(self, key: str, title: str, widget: QWidget, icon: QIcon | None = None) -> None:
         item = QListWidgetItem(icon or QIcon(), title)
         item.setData(Qt.ItemDataRole.UserRole, key)
-        item.setSizeHint(QSize(110, 36))
+        item.setSizeHint(QSize(140, 36))
         self.sidebar.addItem(item)
         self.stack.addWidget(widget)
         self._views[key] = widget
+        keys = self.view_shortcut(key)
+        if keys:
+            item.setData(SHORTCUT_ROLE, keys)
+            item.setToolTip(f"{title} ({keys})")
         if self.project is not None and hasattr(widget, "set_project"):
             widget.set_project(self.project)
+
+    def view_shortcut(self, key: str) -> str:
+        """The shortcut of a view: Ctrl+ its place in the sidebar ("" past the ninth)."""
+        n = list(self._views).index(key) + 1
+        return f"Ctrl+{n}" if n <= 9 else ""
 
     def view(self, key: str) -> QWidget:
         return self._views[key]
@@ -181,6 +442,41 @@ class MainWindow(QMainWindow):
         self.train_view.select_resumable(run_id)
         self.train_view.resume_run(run_id)
 
+    def resume(self) -> int | None:
+        """Run → Resume: continue the paused run; else resume the run selected in the Project
+        view or the Train view when it can be resumed, else the most recent one that can; else
+        say why nothing can be resumed. Returns the run resumed (None when none was)."""
+        tv = self.train_view
+        if tv.busy:
+            if tv.state == "paused":
+                tv.resume()
+                return tv.run_id
+            self._explain("Nothing to resume", f"Run #{tv.run_id} is training; Resume continues a "
+                                               "paused run, or a stored one once this run has stopped.")
+            return None
+        if self.project is None:
+            self._explain("Nothing to resume", "No project is open.")
+            return None
+        from engine.store import RESUMABLE_STATUSES
+        resumable = [r.id for r in self.project.runs() if r.status in RESUMABLE_STATUSES]
+        if not resumable:
+            self._explain("Nothing to resume",
+                          f"No run of {self.project.path.name} can be resumed: only "
+                          f"{', '.join(RESUMABLE_STATUSES[:-1])} or {RESUMABLE_STATUSES[-1]} runs continue "
+                          "from their last checkpoint. Start a new run in the Train view.")
+            return None
+        choices = (self.project_view.selected_run_id(), tv.resume_combo.currentData(), resumable[-1])
+        run_id = next(int(r) for r in choices if r is not None and int(r) in resumable)
+        self._resume_from_project_view(run_id)
+        return run_id
+
+    def _explain(self, title: str, text: str) -> None:
+        """Say why an action did nothing: in the status bar and in a box that does not block."""
+        self.statusBar().showMessage(text, 8000)
+        box = QMessageBox(QMessageBox.Icon.Information, title, text, QMessageBox.StandardButton.Ok, self)
+        box.open()
+        self._info_box = box
+
     # ------------------------------------------------------------------ menus
     def _build_menus(self) -> None:
         mb = self.menuBar()
@@ -203,29 +499,38 @@ class MainWindow(QMainWindow):
         self.start_action = QAction("&Start training", self, triggered=self._start_shortcut)
         self.start_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
         self.pause_action = QAction("&Pause", self, triggered=tv.pause_run)
-        self.resume_action = QAction("&Resume", self, triggered=tv.resume)
+        self.resume_action = QAction("&Resume", self, triggered=self.resume)
         self.stop_action = QAction("S&top", self, triggered=tv.stop_run)
         self.stop_action.setShortcuts([QKeySequence("Ctrl+."), QKeySequence(Qt.Key.Key_Escape)])
         for a in (self.start_action, self.pause_action, self.resume_action, self.stop_action):
             run_menu.addAction(a)
 
         view_menu = mb.addMenu("&View")
-        free = iter(n for n in range(1, 10) if n not in VIEW_SHORTCUTS.values())
+        self.view_actions: dict[str, QAction] = {}
         for row, key in enumerate(self._views):
-            n = VIEW_SHORTCUTS.get(key) or next(free, None)
             a = QAction(self.sidebar.item(row).text(), self)
-            if n is not None:
-                a.setShortcut(QKeySequence(f"Ctrl+{n}"))
+            if self.view_shortcut(key):
+                a.setShortcut(QKeySequence(self.view_shortcut(key)))
             a.triggered.connect(lambda _=False, k=key: self.show_view(k))
             view_menu.addAction(a)
+            self.view_actions[key] = a
         view_menu.addSeparator()
         self.import_action = QAction("&Import data set…", self, shortcut=QKeySequence("Ctrl+I"),
                                      triggered=self._import_shortcut)
         view_menu.addAction(self.import_action)
 
         help_menu = mb.addMenu("&Help")
-        help_menu.addAction("&About Pretext", self._about)
-        self._sync_actions()
+        self.guide_action = QAction("User &guide", self, shortcut=QKeySequence(QKeySequence.StandardKey.HelpContents),
+                                    triggered=self.show_guide)
+        self.shortcuts_action = QAction("&Keyboard shortcuts", self, shortcut=QKeySequence("Ctrl+/"),
+                                        triggered=self.show_shortcuts)
+        self.versions_action = QAction("&Versions and device", self, triggered=self.show_versions)
+        self.about_action = QAction("&About Pretext", self, triggered=self._about)
+        self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
+        for a in (self.guide_action, self.shortcuts_action, self.versions_action):
+            help_menu.addAction(a)
+        help_menu.addSeparator()
+        help_menu.addAction(self.about_action)
 
     def _import_shortcut(self) -> None:
         self.show_view("datasets")
@@ -244,10 +549,20 @@ class MainWindow(QMainWindow):
         sb.addPermanentWidget(self.run_state_label)
         sb.addPermanentWidget(self.device_label)
 
+    @property
+    def ready(self) -> bool:
+        """A project is open in every view (not merely on its way)."""
+        return self.project is not None and self.opening_path is None
+
     def _sync_actions(self) -> None:
-        # Start and Resume stay enabled (they check for themselves, and a disabled
-        # action's shortcut would not come back when the form becomes valid).
+        # Start and Resume stay enabled once a project is open (they check for themselves, and
+        # a disabled action's shortcut would not come back when the form becomes valid).
         tv = self.train_view
+        opening = self.opening_path is not None
+        for a in (self.new_action, self.open_action, self.recent_menu.menuAction()):
+            a.setEnabled(not opening)
+        for a in (self.start_action, self.resume_action, self.import_action):
+            a.setEnabled(self.ready)
         self.pause_action.setEnabled(tv.busy and tv.state == "running")
         self.stop_action.setEnabled(tv.busy)
 
@@ -260,19 +575,22 @@ class MainWindow(QMainWindow):
 
     def _on_run_finished(self, run_id: int) -> None:
         self._warm_up_maps()
-        self.statusBar().showMessage(f"Run #{run_id} finished: its map is in the Map view (Ctrl+3)", 8000)
+        self.statusBar().showMessage(
+            f"Run #{run_id} finished: its map is in the Map view ({self.view_shortcut('map')})", 8000)
 
     def _on_view_changed(self, row: int) -> None:
         if row >= 0 and list(self._views)[row] == "map":
             self._warm_up_maps()
 
     def _warm_up_maps(self) -> None:
-        if self.warm_up_maps and not self.train_view.busy:
+        if self.warm_up_maps and not self.train_view.busy and self.ready:
             from engine.maps import warm_up_umap_in_background
             warm_up_umap_in_background()
 
     def _on_runs_changed(self) -> None:
         # Only the visible view re-reads the project now; the others do when shown.
+        if not self.ready:
+            return
         for view in (self.project_view, self.map_view, self.compare_view, self.reconstructions_view,
                      self.words_view, self.search_view):
             if view.isVisible():
@@ -286,6 +604,9 @@ class MainWindow(QMainWindow):
             raise RuntimeError("cannot switch projects while a run is training")
         old = self.project
         self.project = project
+        self.opening_path = None
+        self.opening_banner.setVisible(False)
+        self.project_view.set_opening(None)
         if device_text is not None:
             self.device_text = device_text
         for widget in self._views.values():
@@ -293,6 +614,7 @@ class MainWindow(QMainWindow):
                 widget.set_project(project)
         if old is not None and old is not project:
             old.close()
+        self.runs_watcher.watch(project)
         if project is not None:
             add_recent(project.path)
             if any(r.status == "finished" for r in project.runs()):
@@ -303,31 +625,67 @@ class MainWindow(QMainWindow):
         self.project_opened.emit(project)
 
     def _update_title(self) -> None:
-        if self.project is None:
+        if self.opening_path is not None:
+            self.setWindowTitle(f"Opening {self.opening_path.name} — Pretext")
+        elif self.project is None:
             self.setWindowTitle("Pretext")
         else:
             self.setWindowTitle(f"{self.project.path.name} — Pretext")
 
-    def open_project_async(self, path: str | Path, *, demo: bool = False, create: bool = False) -> None:
-        """Open a project on a worker thread (importing the engine takes seconds the first time)."""
+    def open_project_async(self, path: str | Path | None, *, demo: bool = False, create: bool = False) -> None:
+        """Open a project without freezing the window: the file on one worker thread (the
+        Project view shows it as soon as it is read), then torch and the engine on another
+        (every other view gets the project after that). ``path=None`` with ``demo``: the demo
+        project."""
         if self.train_view.busy:
             QMessageBox.information(self, "A run is training",
                                     "Stop the current run before opening another project.")
             return
-        what = "Creating" if create else "Opening"
+        if self.opening_path is not None:
+            self.statusBar().showMessage(f"Still opening {self.opening_path}", 4000)
+            return
+        path = Path(path).expanduser() if path is not None else demo_project_path()
+        what = "Creating" if create or (demo and not path.exists()) else "Opening"
+        self.opening_path = path
+        self.opening_banner.show_opening(path, what)
+        self.project_view.set_opening(path, what)
         self.statusBar().showMessage(f"{what} {path}…")
+        self._update_title()
+        self._sync_actions()
         worker = FunctionWorker(open_project_file, path, demo=demo, create=create, thread_name="pretext-open")
-        worker.result.connect(self._on_project_opened)
+        worker.progress.connect(lambda _f, message: self.opening_banner.set_step(message))
+        worker.result.connect(self._on_project_file_read)
         worker.errored.connect(self._on_open_error)
         self._open_worker = worker
         worker.start()
 
-    def _on_project_opened(self, result) -> None:
-        project, device = result
-        self.set_project(project, device)
+    def _on_project_file_read(self, project) -> None:
+        # The Project view shows the new file now; the other views keep the previous project
+        # (or none) until the engine has loaded, then all switch together.
+        self.project_view.set_project(project)
+        self.project_shown.emit(project)
+        worker = FunctionWorker(load_engine, thread_name="pretext-load-engine")
+        worker.progress.connect(lambda _f, message: self.opening_banner.set_step(message))
+        worker.result.connect(lambda device: self._on_engine_loaded(project, device))
+        worker.errored.connect(lambda message, details: self._on_engine_error(project, message, details))
+        self._engine_worker = worker
+        worker.start()
+
+    def _on_engine_loaded(self, project, device_text: str) -> None:
+        self.set_project(project, device_text)
         self.statusBar().showMessage(f"Opened {project.path}", 4000)
 
+    def _on_engine_error(self, project, message: str, details: str) -> None:
+        project.close()
+        self.project_view.set_project(self.project)
+        self._on_open_error(f"Could not load the engine: {message}", details)
+
     def _on_open_error(self, message: str, details: str) -> None:
+        self.opening_path = None
+        self.opening_banner.setVisible(False)
+        self.project_view.set_opening(None)
+        self._update_title()
+        self._sync_actions()
         self.statusBar().clearMessage()
         box = QMessageBox(QMessageBox.Icon.Warning, "Cannot open the project", message,
                           QMessageBox.StandardButton.Ok, self)
@@ -365,6 +723,55 @@ class MainWindow(QMainWindow):
         for p in recent:
             self.recent_menu.addAction(p, lambda _=False, path=p: self.open_project_async(path))
 
+    # ------------------------------------------------------------------ help
+    def show_guide(self) -> bool:
+        """Open docs/guide.md with the desktop's viewer; where that fails, say where it is."""
+        if GUIDE_PATH.is_file() and open_url(QUrl.fromLocalFile(str(GUIDE_PATH))):
+            self.statusBar().showMessage(f"Opened the user guide, {GUIDE_PATH}", 5000)
+            return True
+        where = (f"The user guide is the Markdown file {GUIDE_PATH}; open it with any text editor or "
+                 "Markdown viewer." if GUIDE_PATH.is_file() else
+                 f"The user guide ({GUIDE_PATH.name}) is not installed here; it is docs/guide.md in "
+                 "Pretext's source.")
+        self._explain("User guide", where)
+        return False
+
+    def shortcut_rows(self) -> list[tuple[str, str, str]]:
+        """(where, what, keys) for every shortcut, read from the menus' actions and from the
+        views' buttons and shortcuts, so the list cannot drift from what the keys do."""
+        def keys_of(seqs) -> str:
+            return ", ".join(s.toString(QKeySequence.SequenceFormat.NativeText) for s in seqs if not s.isEmpty())
+
+        rows: list[tuple[str, str, str]] = []
+        for menu_action in self.menuBar().actions():
+            menu = menu_action.menu()
+            for a in (menu.actions() if menu is not None else []):
+                if keys_of(a.shortcuts()):
+                    rows.append((_plain(menu_action.text()), _plain(a.text()), keys_of(a.shortcuts())))
+        for row, (key, view) in enumerate(self._views.items()):
+            title = self.sidebar.item(row).text()
+            for b in view.findChildren(QAbstractButton):
+                if not b.shortcut().isEmpty():
+                    what = _plain(b.text()) or b.toolTip().split(".")[0].split("(")[0].strip()
+                    rows.append((title, what, keys_of([b.shortcut()])))
+            for s in view.findChildren(QShortcut):
+                what = s.whatsThis() or s.objectName()
+                if what and keys_of([s.key()]):
+                    rows.append((title, what, keys_of([s.key()])))
+        return rows
+
+    def show_shortcuts(self) -> ShortcutsDialog:
+        dialog = ShortcutsDialog(self.shortcut_rows(), self)
+        dialog.open()
+        self._shortcuts_dialog = dialog
+        return dialog
+
+    def show_versions(self) -> VersionsDialog:
+        dialog = VersionsDialog(versions_text(self.device_text), self)
+        dialog.open()
+        self._versions_dialog = dialog
+        return dialog
+
     def _about(self) -> None:
         from engine import __version__
         QMessageBox.about(self, "About Pretext",
@@ -392,7 +799,9 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Stopping the run and saving a checkpoint before quitting…")
             ev.ignore()
             return
+        self.runs_watcher.watch(None)
         for w in (self.map_view._umap_worker, self.map_view._load_worker, self._open_worker,
+                  self._engine_worker, self.runs_watcher.worker(),
                   self.project_view._import_worker, self.datasets_view._import_worker,
                   self.datasets_view._load_worker, getattr(self.map_view, "_timeline_worker", None),
                   *self.words_view.workers(), self.search_view._worker):

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models import resnet18 as tv_resnet18
 
 
 class ResNet18(nn.Module):
     def __init__(self, in_channels: int = 3, cifar_stem: bool = True):
         super().__init__()
+        # torchvision is imported only when a ResNet is built: importing it pulls in
+        # torch._dynamo (seconds), which every other method and the app's start-up can skip.
+        from torchvision.models import resnet18 as tv_resnet18
         net = tv_resnet18(weights=None)
         if cifar_stem:
             net.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)

@@ -523,9 +523,11 @@ class DatasetsView(QWidget):
         split.setSizes([760, 440])
         root.addWidget(split, 1)
 
-        QShortcut(QKeySequence("Ctrl+R"), self, activated=self.reroll,
-                  context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        reroll = QShortcut(QKeySequence("Ctrl+R"), self, activated=self.reroll,
+                           context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        reroll.setWhatsThis("Re-roll the augmentation preview")     # named in Help → Keyboard shortcuts
         self._fill_import_menu()
+        self.import_button.setEnabled(False)         # until a project is open
         self.preview_grid.set_message("Pick a data set to see the views a method trains on.")
 
     def _fill_import_menu(self) -> None:

@@ -391,6 +391,10 @@ class MapView(QWidget):
         self.timeline_button.setToolTip("Replay how the map formed: the embedding at every evaluated epoch, "
                                         "aligned frame to frame (Ctrl+T)")
         self.timeline_button.toggled.connect(self.set_timeline)
+        # The progress bar keeps its place while hidden, so nothing moves when UMAP finishes.
+        policy = self.umap_progress.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)
+        self.umap_progress.setSizePolicy(policy)
         if self.compact:
             close = QToolButton()
             close.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_TitleBarCloseButton))
@@ -399,26 +403,37 @@ class MapView(QWidget):
             bar.addWidget(self.title, 2)
             self.run_combo.setVisible(False)
             self.timeline_button.setVisible(False)
-        else:
-            self.timeline_button.setShortcut("Ctrl+T")
-            bar.addWidget(QLabel("Run"))
-            bar.addWidget(self.run_combo, 2)
-            self.title.setVisible(False)
-        bar.addWidget(QLabel("Colour by"))
-        bar.addWidget(self.colour_combo)
-        bar.addWidget(self.caption_edit)
-        bar.addWidget(self.k_spin)
-        bar.addWidget(self.colour_note)
-        bar.addWidget(QLabel("Map"))
-        bar.addWidget(self.kind_combo)
-        if not self.compact:
-            bar.addWidget(self.timeline_button)
-        bar.addWidget(self.umap_progress)
-        if self.compact:
+            bar.addWidget(QLabel("Colour by"))
+            bar.addWidget(self.colour_combo)
+            bar.addWidget(self.caption_edit)
+            bar.addWidget(self.k_spin)
+            bar.addWidget(self.colour_note)
+            bar.addWidget(QLabel("Map"))
+            bar.addWidget(self.kind_combo)
+            bar.addWidget(self.umap_progress)
             bar.addWidget(self.status, 1)       # the first map shows its status on the tools row
             bar.addWidget(close)
         else:
+            # A stable toolbar: everything left of the Timeline button keeps its width whatever
+            # happens (the run picker has a fixed width, not a stretch), and what changes (the
+            # colour extras, UMAP's progress) sits to its right, so a click never lands on
+            # another control because the row shifted.
+            self.timeline_button.setShortcut("Ctrl+T")
+            self.run_combo.setMinimumContentsLength(32)
+            bar.addWidget(QLabel("Run"))
+            bar.addWidget(self.run_combo)
+            self.title.setVisible(False)
+            bar.addWidget(QLabel("Map"))
+            bar.addWidget(self.kind_combo)
+            bar.addWidget(self.timeline_button)
+            bar.addSpacing(12)
+            bar.addWidget(QLabel("Colour by"))
+            bar.addWidget(self.colour_combo)
+            bar.addWidget(self.caption_edit)
+            bar.addWidget(self.k_spin)
+            bar.addWidget(self.colour_note)
             bar.addStretch(1)
+            bar.addWidget(self.umap_progress)
         root.addLayout(bar)
 
         # The selection tools and the comparison picker (the first map's, serving both).
@@ -462,6 +477,7 @@ class MapView(QWidget):
         self.tools_bar.setVisible(not self.compact)
         if not self.compact:       # one Esc for both maps (the second is a child of the first)
             esc = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
+            esc.setWhatsThis("Clear the selection")     # named in Help → Keyboard shortcuts
             esc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             esc.activated.connect(self.clear_lasso)
 

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QGroupBox, QHBoxLayout, QHeaderView,
                                QLabel, QMenu, QProgressBar, QPushButton, QSplitter, QTableWidget,
                                QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
 from ..workers import FunctionWorker
-from .train_view import RESUMABLE
 
 RUN_COLUMNS = ("#", "Name", "Method", "Data set", "Status", "kNN", "Linear probe", "Created")
 DATASET_COLUMNS = ("Name", "Kind", "Items", "Size", "Classes", "Train / test")   # test: held out for text
@@ -40,8 +39,16 @@ def _size_text(stats: dict) -> str:
     return f"{size[0]}×{size[1]} {colour}".strip()
 
 
+def resumable_statuses() -> tuple[str, ...]:
+    """The run statuses a user can resume from (the store's list; imported when first needed,
+    once the project, and with it the store, has been opened)."""
+    from engine.store import RESUMABLE_STATUSES
+    return RESUMABLE_STATUSES
+
+
 class ProjectView(QWidget):
-    """Tables of data sets and runs, refreshed when runs change."""
+    """Tables of data sets and runs. The main window refreshes it when runs change (its
+    ``runs_changed``: a run here started or ended, or another process changed one)."""
 
     resume_requested = Signal(int)
     map_requested = Signal(int)
@@ -53,11 +60,10 @@ class ProjectView(QWidget):
         super().__init__(parent)
         self.project = None
         self._import_worker: FunctionWorker | None = None
-        self._signature = None
+        #: the file being opened, shown while there is no project yet
+        self._opening: tuple[str, object] | None = None
+        self._train_shortcut = ""
         self._build()
-        self._poll = QTimer(self)
-        self._poll.setInterval(3000)   # follows runs started elsewhere (the CLI, torchrun)
-        self._poll.timeout.connect(self._poll_runs)
 
     def _build(self) -> None:
         root = QVBoxLayout(self)
@@ -107,13 +113,13 @@ class ProjectView(QWidget):
         self.runs_table.itemSelectionChanged.connect(self._update_buttons)
         self.runs_table.itemDoubleClicked.connect(self._on_run_double_clicked)
         rl.addWidget(self.runs_table)
-        self.runs_empty = QLabel("No runs yet. Go to Train (Ctrl+2), pick a data set and a method, "
-                                 "and press Start (Ctrl+Return).")
+        self.runs_empty = QLabel()
         self.runs_empty.setWordWrap(True)
+        self.set_train_shortcut("")
         rl.addWidget(self.runs_empty)
         buttons = QHBoxLayout()
         self.resume_button = QPushButton("Resume selected run")
-        self.resume_button.setToolTip("Continue a stopped or failed run from its last checkpoint")
+        self.resume_button.setToolTip("Continue a stopped, failed or interrupted run from its last checkpoint")
         self.resume_button.clicked.connect(self._resume_selected)
         self.map_button = QPushButton("Show map")
         self.map_button.setToolTip("Open the selected finished run in the Map view")
@@ -146,31 +152,37 @@ class ProjectView(QWidget):
         self.project = project
         self.refresh()
 
+    def set_train_shortcut(self, keys: str) -> None:
+        """The Train view's shortcut, named in the hint shown while there are no runs."""
+        self._train_shortcut = keys
+        where = f"Train ({keys})" if keys else "Train"
+        self.runs_empty.setText(f"No runs yet. Go to {where}, pick a data set and a method, "
+                                "and press Start (Ctrl+Return).")
+
+    def set_opening(self, path, what: str = "Opening") -> None:
+        """Say that ``path`` is being opened (None: no opening under way); adding a data set
+        and resuming wait until it is open."""
+        self._opening = None if path is None else (what, path)
+        self._update_buttons()
+        if self.project is None:
+            self.refresh()
+
     def showEvent(self, ev) -> None:  # noqa: N802 - Qt naming
         super().showEvent(ev)
-        self._poll.start()
         self.refresh()
-
-    def hideEvent(self, ev) -> None:  # noqa: N802 - Qt naming
-        self._poll.stop()
-        super().hideEvent(ev)
-
-    def _poll_runs(self) -> None:
-        if self.project is None:
-            return
-        try:
-            runs = self.project.runs()
-        except Exception:  # noqa: BLE001 - e.g. the file went away; the next action will say so
-            return
-        sig = tuple((r.id, r.status) for r in runs)
-        if sig != self._signature or any(r.status == "running" for r in runs):
-            self.refresh()
 
     def refresh(self) -> None:
         if self.project is None:
-            self.title.setText("No project open. File → New project… or File → Open…")
+            if self._opening is not None:
+                what, path = self._opening
+                self.title.setText(f"<b>{what} {path.name}…</b> &nbsp; <span style='color:gray'>{path}</span>")
+            else:
+                self.title.setText("No project open. File → New project… or File → Open…")
             self.datasets_table.setRowCount(0)
             self.runs_table.setRowCount(0)
+            self.datasets_empty.setVisible(False)
+            self.runs_empty.setVisible(False)
+            self._update_buttons()
             return
         self.title.setText(f"<b>{self.project.path.name}</b> &nbsp; <span style='color:gray'>"
                            f"{self.project.path}</span>")
@@ -193,7 +205,6 @@ class ProjectView(QWidget):
 
         selected = self.selected_run_id()
         runs = self.project.runs()
-        self._signature = tuple((r.id, r.status) for r in runs)
         t = self.runs_table
         t.setRowCount(len(runs))
         for row, run in enumerate(reversed(runs)):
@@ -205,6 +216,9 @@ class ProjectView(QWidget):
             status = _item(run.status)
             if run.status == "failed" and run.error:
                 status.setToolTip(run.error.split("\n\n")[0])
+            elif run.status == "interrupted":
+                status.setToolTip("Its training process ended without stopping the run (the app or the "
+                                  "computer quit): Resume continues it from its last checkpoint")
             t.setItem(row, 4, status)
             t.setItem(row, 5, _item(_pct(m.get("knn")), align_right=True))
             t.setItem(row, 6, _item(_pct(m.get("linear")), align_right=True))
@@ -238,9 +252,11 @@ class ProjectView(QWidget):
         return None if it is None else it.text()
 
     def _update_buttons(self) -> None:
-        status = self._selected_status()
-        self.resume_button.setEnabled(status in RESUMABLE)
+        ready = self.project is not None and self._opening is None
+        status = self._selected_status() if ready else None
+        self.resume_button.setEnabled(status is not None and status in resumable_statuses())
         self.map_button.setEnabled(status == "finished")
+        self.add_button.setEnabled(ready and not self.importing)
 
     def _resume_selected(self) -> None:
         run_id = self.selected_run_id()
@@ -257,6 +273,10 @@ class ProjectView(QWidget):
             self._map_selected()
 
     # ------------------------------------------------------------------ imports
+    @property
+    def importing(self) -> bool:
+        return self._import_worker is not None and self._import_worker.is_running()
+
     def _import_folder(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Image folder (sub-folders are classes)")
         if path:
@@ -313,4 +333,4 @@ class ProjectView(QWidget):
     def _on_import_finished(self) -> None:
         self.import_progress.setVisible(False)
         self.cancel_import_button.setVisible(False)
-        self.add_button.setEnabled(True)
+        self._update_buttons()
