@@ -8,21 +8,27 @@ method's own ``reconstruct`` (MAE: ``reconstruct_images`` at any mask ratio),
 computed on a worker thread from the chosen checkpoint. Moving the mask-ratio
 or noise slider recomputes them live: requests are debounced and only the
 latest one is computed once the worker is free. A second tab shows the
-pictures the training loop stored at every checkpoint.
+pictures the training loop stored at every checkpoint, with the same row
+titles, and says the mask ratio (or noise level) they were made with: the
+run's own, which the loop uses, not the live slider's.
+
+Both grids choose how many columns to use so the tiles are as large as the
+view allows, and lay the pictures out again when the view is resized.
 """
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 
 import numpy as np
 from PySide6.QtCore import QRect, Qt, QTimer, Signal
-from PySide6.QtGui import QKeySequence, QPainter, QPixmap, QShortcut
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPushButton, QSlider, QTabWidget,
+from PySide6.QtGui import QFontMetrics, QKeySequence, QPainter, QShortcut
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider, QTabWidget,
                                QVBoxLayout, QWidget)
 
+from ..images import to_qimage
 from ..widgets import ElidedLabel, error_dialog, fill_run_combo
 from ..workers import FunctionWorker
-from .datasets_view import ImageGrid
 
 N_IMAGES = 16
 DEBOUNCE_MS = 120
@@ -38,6 +44,11 @@ def reconstructs(method_name: str) -> bool:
     from engine.methods import METHODS, Method
     cls = METHODS.get(method_name)
     return cls is not None and cls.reconstruct is not Method.reconstruct
+
+
+def row_title(method_name: str, key: str) -> str:
+    """What a picture row shows, in words ("input" depends on the method's corruption)."""
+    return INPUT_TITLES.get(method_name, "input") if key == "input" else ROW_TITLES.get(key, key)
 
 
 def setting_of(method_name: str, config: dict) -> tuple[str, float] | None:
@@ -111,30 +122,120 @@ def compute_reconstructions(project, cache: ModelCache, run_id: int, checkpoint_
     return {"key": (run_id, checkpoint_id, setting, seed), "rows": rows, "items": pick}
 
 
-class PixmapView(QWidget):
-    """A picture scaled to fit, keeping its aspect (nearest-neighbour: pixels stay sharp)."""
+def split_grid(picture: np.ndarray, n_rows: int, n_items: int) -> list[np.ndarray] | None:
+    """The rows of images in a picture made by ``engine.images.grid_png`` (``n_rows`` rows of
+    ``n_items`` images, 1-pixel gaps, enlarged by a whole factor): uint8 (n_items, h, w, 3)
+    per row, or None when the picture is not such a grid."""
+    H, W = picture.shape[:2]
+    if n_rows < 1 or n_items < 1:
+        return None
+    for scale in range(1, 65):
+        if H % scale or W % scale:
+            continue
+        rows_px, cols_px = H // scale - 1, W // scale - 1
+        if rows_px % n_rows or cols_px % n_items:
+            continue
+        h, w = rows_px // n_rows - 1, cols_px // n_items - 1
+        if h < 1 or w < 1 or scale != max(1, 64 // h):      # grid_png's enlargement for that size
+            continue
+        small = picture[::scale, ::scale]
+        return [np.stack([small[1 + i * (h + 1):1 + i * (h + 1) + h, 1 + j * (w + 1):1 + j * (w + 1) + w]
+                          for j in range(n_items)]) for i in range(n_rows)]
+    return None
+
+
+def fitted_columns(n_images: int, n_rows: int, image_w: int, image_h: int, width: float, height: float,
+                   gap: int = 3, band_gap: int = 10) -> int:
+    """How many columns make the tiles largest when ``n_rows`` rows of ``n_images`` images of
+    ``image_w``×``image_h`` wrap into bands in a ``width``×``height`` area (fewer bands on a tie)."""
+    best, best_scale = 1, -1.0
+    for cols in range(1, max(1, n_images) + 1):
+        bands = -(-n_images // cols)
+        lines = n_rows * bands
+        cell_w = (width - gap * cols) / cols
+        cell_h = (height - band_gap * (bands - 1) - gap * lines) / lines
+        scale = min(cell_w / image_w, cell_h / image_h)
+        if scale > best_scale + 1e-9:
+            best, best_scale = cols, scale
+    return best
+
+
+class PictureGrid(QWidget):
+    """Rows of same-size images with a title per row, wrapped into as many bands as make
+    the tiles largest in the space the widget has (again on every resize), centred.
+
+    ``set_rows([("original", imgs), ("masked input", imgs), ...])`` with uint8 (n, H, W, C)
+    arrays. Small images are enlarged with nearest-neighbour sampling: pixels stay crisp."""
+
+    GAP, BAND_GAP = 3, 10
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.pixmap = QPixmap()
+        self.rows: list[tuple[str, np.ndarray]] = []
+        self._images: list[list] = []
         self.message = ""
+        self.columns = 1
+        self.tile = (0, 0)          # the size the images are drawn at (pixels), after the last paint
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMinimumSize(200, 120)
 
-    def set_pixmap(self, pm: QPixmap, message: str = "") -> None:
-        self.pixmap, self.message = pm, message
+    def set_rows(self, rows: list[tuple[str, np.ndarray]]) -> None:
+        self.rows = [(t, np.asarray(a)) for t, a in rows]
+        self._images = [[to_qimage(img) for img in a] for _, a in self.rows]
+        self.message = ""
         self.update()
+
+    def set_message(self, text: str) -> None:
+        self.message = text
+        self.update()
+
+    def n_images(self) -> int:
+        return max((len(a) for _, a in self.rows), default=0)
+
+    def layout_for(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """(columns, tile width, tile height, title width) for an area of ``width``×``height``."""
+        fm = QFontMetrics(self.font())
+        label_w = max(fm.horizontalAdvance(t) for t, _ in self.rows) + 10
+        n, h0, w0 = self.n_images(), *self.rows[0][1].shape[1:3]
+        avail_w, avail_h = width - label_w, height - fm.height()
+        cols = fitted_columns(n, len(self.rows), w0, h0, avail_w, avail_h, self.GAP, self.BAND_GAP)
+        bands = -(-n // cols)
+        lines = len(self.rows) * bands
+        cell_w = (avail_w - self.GAP * cols) / cols
+        cell_h = (avail_h - self.BAND_GAP * (bands - 1) - self.GAP * lines) / lines
+        scale = max(1.0, min(cell_w / w0, cell_h / h0))
+        if scale >= 4:
+            scale = float(int(scale))      # tiny images: whole factors, every source pixel an even block
+        return cols, int(w0 * scale), int(h0 * scale), label_w
 
     def paintEvent(self, ev) -> None:  # noqa: N802 - Qt naming
         p = QPainter(self)
-        if self.pixmap.isNull():
-            p.setPen(self.palette().color(self.palette().ColorRole.WindowText))
+        pal = self.palette()
+        p.setPen(pal.color(pal.ColorRole.WindowText))
+        if not self.rows or not self.n_images():
             p.drawText(self.rect(), int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), self.message)
             return
-        pw, ph = self.pixmap.width(), self.pixmap.height()
-        s = min(self.width() / pw, self.height() / ph)
-        if s >= 1:
-            s = float(int(s))
-        w, h = int(pw * s), int(ph * s)
-        p.drawPixmap(QRect((self.width() - w) // 2, (self.height() - h) // 2, w, h), self.pixmap)
+        fm = QFontMetrics(self.font())
+        cols, w, h, label_w = self.layout_for(self.width(), self.height())
+        self.columns, self.tile = cols, (w, h)
+        n = self.n_images()
+        bands = -(-n // cols)
+        grid_w = label_w + cols * (w + self.GAP)
+        grid_h = bands * len(self.rows) * (h + self.GAP) + (bands - 1) * self.BAND_GAP
+        x0 = max(0, (self.width() - grid_w) // 2)
+        y = max(fm.height() // 2, (self.height() - grid_h) // 2)
+        for b in range(bands):
+            for r, (title, _) in enumerate(self.rows):
+                p.drawText(QRect(x0, y, label_w - 6, h),
+                           int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter), title)
+                for c in range(cols):
+                    k = b * cols + c
+                    if k < len(self._images[r]):
+                        p.drawImage(QRect(x0 + label_w + c * (w + self.GAP), y, w, h), self._images[r][k])
+                y += h + self.GAP
+            y += self.BAND_GAP
+        if self.message:
+            p.drawText(QRect(0, y, self.width(), fm.height() * 3), int(Qt.TextFlag.TextWordWrap), self.message)
 
 
 class ReconstructionsView(QWidget):
@@ -196,7 +297,7 @@ class ReconstructionsView(QWidget):
         root.addWidget(self.status)
 
         self.tabs = QTabWidget()
-        self.grid = ImageGrid(columns=8)
+        self.grid = PictureGrid()
         self.tabs.addTab(self.grid, "Live")
         saved = QWidget()
         sv = QVBoxLayout(saved)
@@ -208,9 +309,11 @@ class ReconstructionsView(QWidget):
         row.addWidget(self.saved_slider, 1)
         row.addWidget(self.saved_label)
         sv.addLayout(row)
-        self.saved_view = PixmapView()
+        self.saved_view = PictureGrid()
         sv.addWidget(self.saved_view, 1)
         self.tabs.addTab(saved, "Saved during training")
+        # The slider, the checkpoint and "New masks" make the live pictures only.
+        self.tabs.currentChanged.connect(lambda *_: self._set_controls())
         root.addWidget(self.tabs, 1)
         QShortcut(QKeySequence("Ctrl+R"), self, activated=self.reroll,
                   context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -245,7 +348,8 @@ class ReconstructionsView(QWidget):
             self.run_id = None
             self.grid.set_rows([])
             self.grid.set_message(self._empty_text())
-            self.saved_view.set_pixmap(QPixmap(), self._empty_text())
+            self.saved_view.set_rows([])
+            self.saved_view.set_message(self._empty_text())
             self._set_controls()
             return
         if self.run_combo.currentData() != self.run_id:
@@ -296,7 +400,13 @@ class ReconstructionsView(QWidget):
         has = run is not None and setting_of(run.method, run.config) is not None
         for w in (self.slider_label, self.slider, self.value_label):
             w.setVisible(has)
-        self.sample_button.setEnabled(run is not None)
+        live = self.tabs.currentIndex() == 0
+        for w in (self.slider_label, self.slider, self.value_label, self.checkpoint_combo):
+            w.setEnabled(live)
+        why = "" if live else "For the Live tab: the saved pictures were drawn by the training loop"
+        for w in (self.slider, self.value_label):
+            w.setToolTip(why or "Redraw the live pictures at another setting")
+        self.sample_button.setEnabled(run is not None and live)
         self.sample_button.setText("New masks" if run is not None and run.method in ("mae", "channel-prediction")
                                    else "New noise")
 
@@ -357,8 +467,7 @@ class ReconstructionsView(QWidget):
         self.result = result
         run_id, _, setting, _ = result["key"]
         method = self.project.run(run_id).method
-        rows = [(INPUT_TITLES.get(method, "input") if k == "input" else ROW_TITLES.get(k, k), a)
-                for k, a in result["rows"]]
+        rows = [(row_title(method, k), a) for k, a in result["rows"]]
         self.grid.set_rows(rows)
         what = "" if setting is None else f" at {self.slider_label.text().lower()} {setting:.0%}"
         self.status.setText(f"Run #{run_id}, checkpoint {self.checkpoint_combo.currentText()}{what}: "
@@ -381,16 +490,33 @@ class ReconstructionsView(QWidget):
         self.saved_slider.blockSignals(False)
         self._show_artifact()
 
+    def saved_setting(self) -> str:
+        """The setting the stored pictures were made with: the run's own (the training loop
+        draws at the trained mask ratio or noise level), e.g. "mask ratio 75 %"."""
+        run = self.project.run(self.run_id) if self.run_id is not None else None
+        setting = setting_of(run.method, run.config) if run is not None else None
+        return "" if setting is None else f"{setting[0].lower()} {setting[1]:.0%}".replace("%", " %")
+
     def _show_artifact(self, *_):
         if not self._artifacts:
             self.saved_label.setText("")
-            self.saved_view.set_pixmap(QPixmap(), "This run has no stored reconstructions yet: the training "
-                                                  "loop saves them at every checkpoint.")
+            self.saved_view.set_rows([])
+            self.saved_view.set_message("This run has no stored reconstructions yet: the training loop saves "
+                                        "them at every checkpoint.")
             return
+        from PIL import Image
         a = self._artifacts[self.saved_slider.value()]
-        pm = QPixmap()
-        pm.loadFromData(self.project.load_artifact(a.id), "PNG")
-        rows = a.meta.get("rows", []) if isinstance(a.meta, dict) else []
-        self.saved_label.setText(f"step {a.step} ({self.saved_slider.value() + 1} of {len(self._artifacts)})")
-        self.saved_view.set_pixmap(pm)
-        self.saved_view.setToolTip("Rows, top to bottom: " + ", ".join(rows))
+        meta = a.meta if isinstance(a.meta, dict) else {}
+        keys = list(meta.get("rows", []))
+        with Image.open(io.BytesIO(self.project.load_artifact(a.id))) as im:
+            picture = np.asarray(im.convert("RGB"))
+        method = self.project.run(self.run_id).method
+        rows = split_grid(picture, len(keys), int(meta.get("n", 0)))
+        if rows is None:           # not a grid this view knows: the picture whole, its rows named
+            self.saved_view.set_rows([(" / ".join(row_title(method, k) for k in keys) or "pictures",
+                                       picture[None])])
+        else:
+            self.saved_view.set_rows([(row_title(method, k), r) for k, r in zip(keys, rows)])
+        made = self.saved_setting()
+        self.saved_label.setText(f"step {a.step} ({self.saved_slider.value() + 1} of {len(self._artifacts)})"
+                                 + (f" · made at {made}, as trained" if made else ""))

@@ -72,9 +72,18 @@ def test_mae_mask_slider_recomputes_live(window, project, qtbot):
     qtbot.waitUntil(lambda: rv.result["key"][3] == 1 and not rv.busy, timeout=30_000)
     assert not np.array_equal(dict(rv.result["rows"])["input"], before)
 
-    # The pictures stored at the checkpoint.
-    assert rv.saved_slider.maximum() == 0 and not rv.saved_view.pixmap.isNull()
+    # The pictures stored at the checkpoint: rows titled as the live ones, and the ratio they
+    # were made with (the trained 75 %, not the slider's 57 %).
+    rv.tabs.setCurrentIndex(1)
+    assert rv.saved_slider.maximum() == 0 and rv.saved_view.n_images() == 16
+    assert [t for t, _ in rv.saved_view.rows] == ["original", "masked input", "reconstruction",
+                                                  "visible + predicted"]
+    assert rv.saved_view.rows[0][1].shape == (16, 8, 8, 3)
     assert "step 1" in rv.saved_label.text()
+    assert "made at mask ratio 75 %, as trained" in rv.saved_label.text() and rv.slider.value() == 57
+    assert not rv.slider.isEnabled() and not rv.sample_button.isEnabled()     # they draw the Live tab only
+    rv.tabs.setCurrentIndex(0)
+    assert rv.slider.isEnabled() and rv.sample_button.isEnabled()
 
 
 def test_denoising_noise_slider(window, project, qtbot):
@@ -93,3 +102,44 @@ def test_denoising_noise_slider(window, project, qtbot):
     assert np.abs(rows["input"].astype(int) - rows["original"]).mean() > 10
     # The method's own setting is left as trained.
     assert rv._cache.method.cfg.level == 0.5
+
+
+def test_saved_grids_are_split_into_titled_rows():
+    """The training loop's PNG grid comes apart into its rows of images again."""
+    from engine.images import grid_png
+    from gui.views.reconstructions_view import split_grid
+    from PIL import Image
+    import io
+    rng = np.random.default_rng(0)
+    for h, w, c in ((8, 8, 1), (16, 16, 3), (32, 32, 3)):
+        rows = [rng.integers(0, 256, (5, h, w, c), dtype=np.uint8) for _ in range(3)]
+        picture = np.asarray(Image.open(io.BytesIO(grid_png(rows))).convert("RGB"))
+        back = split_grid(picture, 3, 5)
+        assert back is not None and len(back) == 3
+        for got, want in zip(back, rows):
+            assert np.array_equal(got, np.repeat(want, 3, axis=3) if c == 1 else want)
+    assert split_grid(np.zeros((50, 70, 3), np.uint8), 3, 5) is None            # not such a grid
+
+
+def test_tiles_fill_the_space(window, project, qtbot):
+    """The grid picks the columns that make the tiles largest, and lays out again on resize."""
+    from gui.views.reconstructions_view import fitted_columns
+    assert fitted_columns(16, 4, 8, 8, 1200, 300) == 16          # wide and short: one band
+    assert fitted_columns(16, 4, 8, 8, 1000, 600) == 8           # two bands of eight
+    assert fitted_columns(16, 4, 8, 8, 300, 1200) == 4           # narrow and tall: four bands
+    run_id = _run_with_checkpoint(project, "mae")
+    rv = window.reconstructions_view
+    window.show_view("reconstructions")
+    rv.show_run(run_id)
+    _wait_for(qtbot, rv, 0.75)
+    grid = rv.grid
+    wide = grid.layout_for(1400, 330)
+    tall = grid.layout_for(500, 1400)
+    assert wide[0] == 16 and tall[0] < 16
+    # A bigger view draws bigger tiles (the view is not stuck at one size).
+    grid.resize(700, 400)
+    grid.repaint()
+    small = grid.tile
+    grid.resize(1400, 800)
+    grid.repaint()
+    assert grid.tile[0] > small[0] and grid.tile[0] * grid.columns > 0.5 * (1400 - 150)
