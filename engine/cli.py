@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -227,52 +229,90 @@ def _follow(events, quiet: bool = False) -> int:
 
 def cmd_train(args) -> int:
     from . import workbench
+    from .train import RunControl
     overrides = _parse_overrides(args.overrides)
     for key in ("epochs", "device", "seed", "batch_size"):
         value = getattr(args, key)
         if value is not None:
             overrides[key] = str(value)
-    project = _open(args)
-    try:
-        dataset_id = _resolve_dataset(project, args.dataset)
-        run_id = workbench.create_run(project, dataset_id, args.method, overrides, name=args.name or "")
-        print(f"run {run_id}: {args.method} on {project.dataset(dataset_id).name}", file=sys.stderr)
-        if args.nproc > 1:
-            project.close()
-            from .distributed import launch
-            return launch(args.project, run_id, args.nproc, quiet=args.quiet)
-        return _run_with_interrupt(project, run_id, args.quiet)
-    finally:
-        project.close()
-
-
-def _run_with_interrupt(project, run_id: int, quiet: bool) -> int:
-    """Train, turning Ctrl+C into a clean stop at a checkpoint."""
-    from .train import RunControl
-    from .workbench import run_training
     control = RunControl()
-    events = run_training(project, run_id, control)
+    with StopOnSignals(control) as signals:
+        project = _open(args)
+        try:
+            dataset_id = _resolve_dataset(project, args.dataset)
+            if signals.received:            # stopped before anything was recorded
+                return signals.exit_code()
+            run_id = workbench.create_run(project, dataset_id, args.method, overrides, name=args.name or "")
+            print(f"run {run_id}: {args.method} on {project.dataset(dataset_id).name}", file=sys.stderr)
+            if args.nproc > 1:
+                project.close()
+                from .distributed import launch
+                return launch(args.project, run_id, args.nproc, quiet=args.quiet)
+            return _train_until_signal(project, run_id, args.quiet, signals)
+        finally:
+            project.close()
+
+
+def _train_until_signal(project, run_id: int, quiet: bool, signals: StopOnSignals) -> int:
+    """Train run ``run_id``; on a signal, stop cleanly at a checkpoint (or abort on a
+    second one) and exit with 128 + the signal."""
+    from .workbench import run_training
+    resume_hint = f"resume with: main.py resume --project {project.path} --run {run_id}"
+    training = run_training(project, run_id, signals.control)
+
+    def announced():
+        told = False
+        for ev in training:
+            if signals.received and not told:
+                told = True
+                print("\nstopping at the next step and saving a checkpoint (Ctrl+C again to abort)…",
+                      file=sys.stderr)
+            yield ev
+
     try:
-        return _follow(events, quiet)
+        code = _follow(announced(), quiet)
     except KeyboardInterrupt:
-        control.stop()
-        print("\nstopping at the next step (Ctrl+C again to abort)…", file=sys.stderr)
-        code = _follow(events, quiet=True)
-        print(f"resume with: main.py resume --project {project.path} --run {run_id}", file=sys.stderr)
-        return code or 130
+        training.close()              # ends the loop now: it lets go of the run, which reads interrupted
+        print(f"\naborted: run {run_id} is left interrupted at its last checkpoint; {resume_hint}",
+              file=sys.stderr)
+        return signals.exit_code()
+    if signals.received:
+        print(resume_hint, file=sys.stderr)
+        return signals.exit_code()
+    return code
 
 
 def cmd_resume(args) -> int:
+    from .train import RunConfig, RunControl, check_runnable
+    from .workbench import load_dataset
+    control = RunControl()
+    with StopOnSignals(control) as signals:
+        project = _open(args)
+        try:
+            run = project.run(args.run)
+            if run.status == "finished":
+                raise UserError(f"run {run.id} already finished")
+            if run.owner is not None:       # a quick answer; the claim in the loop is what makes it safe
+                raise UserError(f"{project.path}: run {run.id} is being trained by {run.owner}; "
+                                "stop it there first (Ctrl+C, or Stop in the app)")
+            check_runnable(RunConfig.from_dict(run.config), load_dataset(project, run.dataset_id))
+            if args.nproc > 1:
+                project.close()
+                from .distributed import launch
+                return launch(args.project, run.id, args.nproc, quiet=args.quiet)
+            return _train_until_signal(project, run.id, args.quiet, signals)
+        finally:
+            project.close()
+
+
+def cmd_delete(args) -> int:
+    """Delete a run and everything it holds; refused while a live process trains it."""
     project = _open(args)
     try:
         run = project.run(args.run)
-        if run.status == "finished":
-            raise UserError(f"run {run.id} already finished")
-        if args.nproc > 1:
-            project.close()
-            from .distributed import launch
-            return launch(args.project, run.id, args.nproc, quiet=args.quiet)
-        return _run_with_interrupt(project, run.id, args.quiet)
+        project.delete_run(run.id)
+        print(f"deleted run {run.id} ({run.name}, {run.status})")
+        return 0
     finally:
         project.close()
 
@@ -558,6 +598,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--nproc", type=int, default=1)
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=cmd_resume)
+
+    sp = with_project(sub.add_parser("delete", help="delete a run with its metrics, checkpoints and "
+                                     "embeddings (not while it trains)"))
+    sp.add_argument("--run", "-r", type=int, required=True)
+    sp.set_defaults(func=cmd_delete)
 
     sp = with_project(sub.add_parser("worker", help=argparse.SUPPRESS))
     # "--run-id", not "--run": torchrun's parser would take "--run" for its "--run-path".

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import MISSING, field, fields
 from typing import Any
@@ -63,6 +64,10 @@ def problems_of(cfg) -> dict[str, str]:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 out[f.name] = f"must be a number, not {value!r}"
                 continue
+            if not math.isfinite(value):
+                # NaN compares False with any bound, so it would pass the range check below.
+                out[f.name] = f"must be a finite number, not {value}"
+                continue
             if t is int and int(value) != value:
                 out[f.name] = f"must be a whole number, not {value!r}"
                 continue
@@ -71,10 +76,24 @@ def problems_of(cfg) -> dict[str, str]:
                 out[f.name] = f"must be at least {lo}, not {value}"
             elif hi is not None and value > hi:
                 out[f.name] = f"must be at most {hi}, not {value}"
+        if t in (list, tuple, dict) and not _finite_json(value):
+            out[f.name] = f"must hold only finite numbers, not {value!r}"
+            continue
         choices = meta.get("choices")
         if choices is not None and value not in choices:
             out[f.name] = f"must be one of {', '.join(map(str, choices))}, not {value!r}"
     return out
+
+
+def _finite_json(value: Any) -> bool:
+    """Whether a list/dict setting holds no NaN or infinity (JSON cannot store them)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_finite_json(v) for v in value)
+    if isinstance(value, dict):
+        return all(_finite_json(v) for v in value.values())
+    return True
 
 
 def check(cfg) -> None:

@@ -113,8 +113,41 @@ def default_run_config(method: str, data: ImageData, overrides: dict[str, str] |
                                                f"(known: {', '.join(known)}; views.<name> for views)"})
         run.train = cfgmod.with_overrides(run.train, groups["train"])
         run.method_config = cfgmod.with_overrides(run.method_config, groups["method_config"])
-        run.views = cfgmod.with_overrides(run.views, groups["views"])
+        try:
+            run.views = cfgmod.with_overrides(run.views, groups["views"])
+        except cfgmod.ConfigError as e:     # name the setting as it was typed: views.flip_p
+            raise cfgmod.ConfigError({f"views.{k}": v for k, v in e.problems.items()}) from None
     return run
+
+
+def check_runnable(run: RunConfig, data) -> None:
+    """Raise :class:`~engine.config.ConfigError` (one line) for a run that cannot start
+    here: a setting out of range or not finite, a method that does not fit the data
+    (text, images, captions), or a device this machine does not have. Both front ends
+    call it (through ``workbench.create_run``) before a run row is written."""
+    for part in (run.train, run.method_config, run.views):
+        if part is not None:
+            cfgmod.check(part)
+    m = get_method(run.method)
+    holds = getattr(data, "modality", "images")
+    if m.modality != holds:
+        hint = ("add a text corpus (main.py datasets add --project P text path=corpus.txt)" if m.modality == "text"
+                else "choose an image dataset")
+        raise cfgmod.ConfigError({"method": f"{run.method} trains on {m.modality}, and dataset {data.name!r} "
+                                            f"holds {holds}: {hint}"})
+    if m.needs_captions and not any((c or "").strip() for c in (getattr(data, "captions", None) or [])):
+        raise cfgmod.ConfigError({"method": f"{run.method} learns from image–caption pairs, and dataset "
+                                            f"{data.name!r} has no captions: use the built-in shapes, or an image "
+                                            "folder imported with captions=captions.csv"})
+    device = run.train.device
+    from .methods.mlm import MaskedLanguageModel
+    if m.modality == "text" and not issubclass(m, MaskedLanguageModel) and device in ("cuda", "mps"):
+        raise cfgmod.ConfigError({"device": f"{run.method} trains on the CPU only (device={device} was asked "
+                                            "for): use device=cpu or auto"})
+    try:
+        pick_device(device)
+    except RuntimeError as e:
+        raise cfgmod.ConfigError({"device": str(e)}) from None
 
 
 # --------------------------------------------------------------------------------------
@@ -318,21 +351,64 @@ def train(project, run_id: int, data: ImageData, control: RunControl | None = No
     ``project`` is the open Project; only the main process writes to it.
     Errors become a ``Failed`` event and the run's status "failed" with the
     error text, so the caller's window or terminal keeps working.
+
+    The main process first claims the run (``Project.claim_run``): a run that
+    another live process trains raises ``RunBusyError`` here, before anything
+    is written, and is not marked failed. While the loop runs, a heartbeat
+    thread tells readers it is alive; when the generator ends (finished,
+    stopped, failed, closed or interrupted by a second Ctrl+C) the claim is
+    released, so a run left marked running then reads "interrupted".
     """
     control = control or RunControl()
     dist = dist or DistInfo()
+    owns = dist.is_main
+    if owns:
+        project.claim_run(run_id)
+    heartbeat = _Heartbeat(project, run_id) if owns else None
     try:
-        record = project.run(run_id)
-        text = get_method(record.method).modality == "text"
-        threads = int(record.config.get("train", {}).get("threads") or 0)
-    except Exception:  # noqa: BLE001 - the image loop below reports what is wrong
-        text, threads = False, 0
-    with _torch_threads(threads):
-        if text:
-            from .train_text import train_text
-            yield from train_text(project, run_id, data, control, dist)
-        else:
-            yield from _train_reporting_failures(project, run_id, data, control, dist)
+        try:
+            record = project.run(run_id)
+            text = get_method(record.method).modality == "text"
+            threads = int(record.config.get("train", {}).get("threads") or 0)
+        except Exception:  # noqa: BLE001 - the image loop below reports what is wrong
+            text, threads = False, 0
+        with _torch_threads(threads):
+            if text:
+                from .train_text import train_text
+                yield from train_text(project, run_id, data, control, dist)
+            else:
+                yield from _train_reporting_failures(project, run_id, data, control, dist)
+    finally:
+        if heartbeat is not None:
+            heartbeat.stop()
+        if owns:
+            with contextlib.suppress(Exception):   # the file may be the problem; the pid check still works
+                project.release_run(run_id)
+
+
+class _Heartbeat:
+    """Writes the run's heartbeat every ``HEARTBEAT_INTERVAL_S`` from a daemon thread,
+    so a long step or evaluation never makes a live run look dead. Its writes go
+    through the Project's write lock and SQLite's busy timeout, so they queue
+    behind the loop's own writes instead of colliding with them."""
+
+    def __init__(self, project, run_id: int):
+        from .store.ownership import HEARTBEAT_INTERVAL_S
+        self._project, self._run_id, self._every = project, run_id, HEARTBEAT_INTERVAL_S
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"pretext-heartbeat-{run_id}", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._done.wait(self._every):
+            try:
+                self._project.heartbeat_run(self._run_id)
+            except Exception:  # noqa: BLE001 - a busy or closed file: try again next time
+                pass
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=2.0)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ import numpy as np
 from . import __version__
 from .data import DATASET_KINDS, DataError, ImageData, load_images
 from .store import Project
-from .train import (DistInfo, Event, RunControl, RunConfig, default_run_config,
+from .train import (DistInfo, Event, RunControl, RunConfig, check_runnable, default_run_config,
                     environment_versions, train)
 
 DEMO_DATASETS = (("digits", "digits", {}), ("shapes", "shapes", {"n": 2000, "size": 32, "seed": 0}))
@@ -143,10 +143,14 @@ def code_version() -> str:
 def create_run(project: Project, dataset: int | str, method: str,
                overrides: dict[str, str] | None = None, *, name: str = "",
                run_config: RunConfig | None = None) -> int:
-    """Record a new run (status "created") with everything that reproduces it."""
+    """Record a new run (status "created") with everything that reproduces it.
+
+    A run that could not start (a bad or non-finite setting, a method that does not
+    fit the data, a device this machine lacks) raises ConfigError and writes nothing."""
     rec = project.dataset(dataset)
     data = load_dataset(project, rec.id)
     cfg = run_config or default_run_config(method, data, overrides)
+    check_runnable(cfg, data)
     return project.create_run(rec.id, cfg.method, cfg.to_dict(), cfg.train.seed,
                               device=cfg.train.device, versions=environment_versions(),
                               fingerprint=rec.fingerprint, code_version=code_version(),
