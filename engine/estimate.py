@@ -279,15 +279,29 @@ def evaluations(est: dict, epochs: int, eval_every: int) -> int:
     return int(est["fixed_evaluations"]) + ((epochs - 1) // eval_every if eval_every else 0)
 
 
-def total_seconds(est: dict, epochs: int, eval_every: int, linear_every_eval: bool = False) -> float:
-    """The whole run's time from an estimate, for any number of epochs: the step time
-    does not depend on them, so a new epoch count needs no new dry run."""
+def time_split(est: dict, epochs: int, eval_every: int, linear_every_eval: bool = False) -> dict:
+    """The whole run's time from an estimate, split into its two parts so that a reader can
+    check the sum: training (``epochs`` × ``seconds_per_epoch``) and evaluation
+    (``evaluations`` × ``seconds_each_evaluation``, an average that spreads the linear probe
+    fits and a data set's first-run raw-pixel baselines over the evaluations).
+    ``training_seconds + evaluation_seconds == total_seconds``."""
     epochs = epochs if est.get("iterative", True) else 1
     n_eval = evaluations(est, epochs, eval_every)
     # The linear probe: on the untrained network (labelled data) and at the end, or at every evaluation.
     probes = n_eval if linear_every_eval else int(est["fixed_evaluations"])
-    return float(est["seconds_per_epoch"] * epochs + est["seconds_per_evaluation"] * n_eval
-                 + est.get("seconds_linear_probe", 0.0) * probes + est.get("seconds_baselines", 0.0))
+    training = float(est["seconds_per_epoch"] * epochs)
+    evaluation = float(est["seconds_per_evaluation"] * n_eval + est.get("seconds_linear_probe", 0.0) * probes
+                       + est.get("seconds_baselines", 0.0))
+    return {"epochs": int(epochs), "seconds_per_epoch": float(est["seconds_per_epoch"]),
+            "training_seconds": training, "evaluations": n_eval, "linear_probes": probes,
+            "seconds_each_evaluation": evaluation / n_eval if n_eval else 0.0,
+            "evaluation_seconds": evaluation, "total_seconds": training + evaluation}
+
+
+def total_seconds(est: dict, epochs: int, eval_every: int, linear_every_eval: bool = False) -> float:
+    """The whole run's time from an estimate, for any number of epochs: the step time
+    does not depend on them, so a new epoch count needs no new dry run."""
+    return time_split(est, epochs, eval_every, linear_every_eval)["total_seconds"]
 
 
 def _storage_key(t: torch.Tensor) -> tuple:

@@ -12,6 +12,8 @@ the stored JSON all agree on what a valid value is.
   clamped: an out-of-range value stays visible and a red message next to the
   field says what is wrong (clamping silently would hide the mistake).
 * Fields marked ``advanced`` live in a collapsed "Advanced" section.
+* ``offer`` narrows a choice field to what this machine can do (e.g. only the
+  devices that exist); a stored value outside it is shown and flagged.
 * :attr:`ConfigForm.validity_changed` tells the owner to enable or disable
   its Start button.
 """
@@ -92,11 +94,15 @@ class _FloatBox(QDoubleSpinBox):
 class _Field:
     """One row: the editor, its error label, and conversion to and from values."""
 
-    def __init__(self, form: "ConfigForm", d: dict):
+    def __init__(self, form: "ConfigForm", d: dict, offered: tuple | None = None):
         self.d = d
         self.name = d["name"]
         self.form = form
         t, choices = d["type"], d["choices"]
+        # The choices shown: the declared ones, narrowed to ``offered`` (in the declared order).
+        self.offered = None
+        if choices is not None and offered is not None:
+            self.offered = choices = tuple(c for c in choices if c in offered)
         lo, hi = d["min"], d["max"]
         c_locale = QLocale.c()
         c_locale.setNumberOptions(QLocale.NumberOption.OmitGroupSeparator)
@@ -166,6 +172,8 @@ class _Field:
             lo = "−∞" if d["min"] is None else f"{d['min']:g}"
             hi = "∞" if d["max"] is None else f"{d['max']:g}"
             parts.append(f"Range: {lo} … {hi}")
+        if self.offered is not None and tuple(self.offered) != tuple(d["choices"]):
+            parts.append(f"Offered on this machine: {', '.join(map(str, self.offered))}")
         parts.append(f"Setting: {self.name}  (default {d['default']!r})")
         return "\n".join(parts)
 
@@ -235,14 +243,15 @@ class ConfigForm(QWidget):
     """Edit an instance of config dataclass ``cls``.
 
     ``values()`` gives the typed values (``{name: value}``), ``problems()`` the
-    current ``{name: message}``, ``config()`` a validated instance.
+    current ``{name: message}``, ``config()`` a validated instance. ``offer``
+    (``{name: choices}``) narrows choice fields to what can work here.
     """
 
     changed = Signal()
     validity_changed = Signal(bool)
 
     def __init__(self, cls: type, values: Any = None, parent: QWidget | None = None, *,
-                 hide: tuple[str, ...] = ()):
+                 hide: tuple[str, ...] = (), offer: dict[str, tuple] | None = None):
         super().__init__(parent)
         self.cls = cls
         self._fields: dict[str, _Field] = {}
@@ -265,7 +274,7 @@ class ConfigForm(QWidget):
             if d["name"] in hide:
                 self._hidden_values[d["name"]] = d["default"]
                 continue
-            f = _Field(self, d)
+            f = _Field(self, d, (offer or {}).get(d["name"]))
             self._fields[d["name"]] = f
             (advanced if d["advanced"] else basic).addRow(f.label, f.cell)
         outer.addLayout(basic)
@@ -366,6 +375,10 @@ class ConfigForm(QWidget):
                 values[name] = f.value()
             except ConfigError as e:
                 problems[name] = e.problems.get(name) or next(iter(e.problems.values()), "is not valid")
+                continue
+            if f.offered is not None and values[name] not in f.offered:
+                problems[name] = (f"is not available on this machine: {values[name]} "
+                                  f"(offered: {', '.join(map(str, f.offered))})")
         # problems_of on a bare instance: no __post_init__, so every field is checked
         probe = object.__new__(self.cls)
         defaults = self._defaults()

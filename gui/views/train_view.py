@@ -39,9 +39,37 @@ from ..theme import accent, error_colour, style_plot
 from ..widgets import ElidedLabel
 from ..workers import FunctionWorker, TrainWorker
 
-#: Statuses a run can be resumed from. "running" and "paused" are left out: another
-#: process (the CLI, torchrun) may be training that run right now.
-RESUMABLE = ("stopped", "failed", "created")
+
+
+def resumable_statuses() -> tuple[str, ...]:
+    """The statuses a run can be resumed from: the store's (stopped, failed, interrupted),
+    and "created", a run recorded but stopped before its first step (it starts from scratch).
+    "running" and "paused" are left out: another process (the CLI, torchrun) may be training
+    that run right now. (Imported here, not at module level: the store imports torch.)"""
+    from engine.store import RESUMABLE_STATUSES
+    return (*RESUMABLE_STATUSES, "created")
+
+
+@functools.lru_cache(maxsize=1)
+def available_devices() -> tuple[str, ...]:
+    """The devices this machine can train on, for the device picker: "auto" and "cpu",
+    then "cuda" and "mps" only where torch finds them (a run on a missing device fails)."""
+    import torch
+    devices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return tuple(devices)
+
+
+def run_title(run, dataset_name: str) -> str:
+    """A run's name with its data set, the data set named once: a default name already
+    says it ("simclr on digits"); a name the user typed gets it appended ("first on digits")."""
+    name = run.name or f"{run.method} on {dataset_name}"
+    return name if dataset_name in name else f"{name} on {dataset_name}"
+
 #: What the lower plot shows for a text run: the first of these metrics it reports.
 #: Training settings a text method does not read, hidden from its form: the image evaluations for
 #: every text method, and the optimiser settings word2vec replaces with its own SGD (linear decay).
@@ -60,6 +88,21 @@ COLLAPSE_LOGS = 3
 #: mean-pooled tokens share a large common direction (std ratio ≈ 0.03 while healthy), so the
 #: reconstruction methods are plotted but never warned about.
 COLLAPSE_FAMILIES = ("siamese", "multimodal")
+#: The families whose runs show the collapse monitor: the joint-embedding methods (SimCLR, MoCo,
+#: BYOL, SimSiam, SwAV), where collapse is the failure mode to watch. For the others (autoencoders,
+#: MAE, CLIP, text) the two ratios say little and the plot would only take room.
+COLLAPSE_MONITOR_FAMILIES = ("siamese",)
+COLLAPSE_TITLE = ("Collapse monitor: <span style='color:#59a14f'>spread (std ratio)</span> · "
+                  "<span style='color:#9c755f'>effective-rank ratio</span> (1 = spread out, 0 = collapsed)")
+COLLAPSE_EXPLAINED = (
+    "What is measured, on the l2-normalised embeddings of a batch (lines: the projections of the logged "
+    "steps; dots: the features at each evaluation):\n"
+    "• std ratio: the standard deviation of each dimension, averaged, × √d (d = the dimension). "
+    "≈ 1 when the embeddings spread over the unit sphere, 0 when every image maps to one point.\n"
+    "• effective-rank ratio: the effective rank of the embeddings (RankMe) / their dimension. "
+    "1 = spread over all dimensions, near 0 = squeezed into a few directions (dimensional collapse), "
+    "0 = all images map to one point.\n"
+    f"Dotted red: the warning thresholds ({COLLAPSE_STD} and {COLLAPSE_RANK}).")
 COLLAPSE_KEYS = ("collapse_std_ratio", "collapse_rank_ratio", "feature_std_ratio", "feature_rank_ratio")
 COLLAPSE_WHAT = {
     "std": "The representation is collapsing: every image maps to nearly the same vector, so it carries "
@@ -74,6 +117,13 @@ ESTIMATE_IGNORES = ("epochs", "eval_every", "checkpoint_every", "log_every", "li
                     "knn_k", "timeline_items", "seed")
 #: How long the settings must rest before a new estimate starts.
 ESTIMATE_DELAY_MS = 700
+#: What the estimate label says while a dry run is on its way (only then).
+ESTIMATING = "estimating…"
+#: The live curves and the progress texts are redrawn at most this often (about 7 times a
+#: second), however fast the events come: one redraw repaints every axis of three plots.
+REDRAW_INTERVAL_MS = 150
+#: Colours of the evaluation curves, also used in the plot's title (its legend).
+KNN_COLOUR, LINEAR_COLOUR = "#4e79a7", "#f28e2b"
 
 
 @dataclass
@@ -87,12 +137,16 @@ class QueuedRun:
 
 
 class Series:
-    """An append-only (x, y) buffer that grows by doubling (amortised O(1) appends)."""
+    """An append-only (x, y) buffer that grows by doubling (amortised O(1) appends).
+
+    ``version`` changes with every change, so a redraw can skip the curves whose data
+    did not change since they were last drawn."""
 
     def __init__(self, capacity: int = 256):
         self._x = np.empty(capacity, np.float64)
         self._y = np.empty(capacity, np.float64)
         self.n = 0
+        self.version = 0
 
     def append(self, x: float, y: float) -> None:
         if self.n == len(self._x):
@@ -100,9 +154,16 @@ class Series:
             self._y = np.concatenate([self._y, np.empty_like(self._y)])
         self._x[self.n], self._y[self.n] = x, y
         self.n += 1
+        self.version += 1
+
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` points."""
+        if n < self.n:
+            self.n = max(0, n)
+            self.version += 1
 
     def clear(self) -> None:
-        self.n = 0
+        self.truncate(0)
 
     @property
     def x(self) -> np.ndarray:
@@ -210,6 +271,11 @@ class TrainView(QWidget):
         self._shown_defaults: dict[str, dict] = {}
         self._ips: list[float] = []
         self._rate = "img/s"                     # the shown run's throughput unit (Started.rate)
+        self._epochs_total = 0.0                 # the shown run's length in epochs (from Started)
+        self._axes_stale = True                  # the evaluation plot's range needs fitting
+        self._last_step: int | None = None       # the latest step, shown by the next redraw
+        self._drawn: dict[int, int] = {}         # id(curve) → the Series.version it shows
+        self._eval_name = "kNN"                  # what the evaluation curve is (text runs: their metric)
         self._run_method: str | None = None      # the method of the run shown (started or resumed)
         # Collapse monitor: live (per logged step) and evaluation points, the warning state.
         self.c_std, self.c_rank = Series(), Series()
@@ -225,6 +291,7 @@ class TrainView(QWidget):
         self._est_worker: FunctionWorker | None = None
         self._est_pending = False
         self._est_cache: dict[str, dict] = {}
+        self._est_text = ""                      # what the estimate label says now
 
         self._build()
         self._est_timer = QTimer(self)
@@ -232,7 +299,7 @@ class TrainView(QWidget):
         self._est_timer.setInterval(ESTIMATE_DELAY_MS)
         self._est_timer.timeout.connect(self._start_estimate)
         self._redraw_timer = QTimer(self)
-        self._redraw_timer.setInterval(100)
+        self._redraw_timer.setInterval(REDRAW_INTERVAL_MS)
         self._redraw_timer.timeout.connect(self._redraw)
         self._set_state("idle", "No run")
 
@@ -298,17 +365,19 @@ class TrainView(QWidget):
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("Stop the run after the current step and save a checkpoint (Esc)")
         self.resume_button = QPushButton("Resume")
-        self.resume_button.setToolTip("Continue a paused run, or the stopped/failed run chosen on the "
-                                      "right from its last checkpoint")
+        self.resume_button.setToolTip("Continue a paused run, or the stopped, failed or interrupted run "
+                                      "chosen on the right from its last checkpoint")
         self.resume_combo = QComboBox()
-        self.resume_combo.setToolTip("A stopped or failed run to resume from its last checkpoint")
+        self.resume_combo.setToolTip("A stopped, failed or interrupted run (its program ended while it "
+                                     "trained) to resume from its last checkpoint")
         self.resume_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.resume_combo.setMinimumContentsLength(18)
         self.queue_button = QPushButton("Add to queue")
         self.queue_button.setToolTip("Queue a run with these settings: it starts when the runs before it "
                                      "end (Ctrl+Shift+Return)")
-        # Shown under Start and Add to queue, at its full width (the progress bar gives way).
-        self.estimate_label = QLabel("")
+        # Its own row under Start and Add to queue: the sum it shows needs the width
+        # (elided when narrow; the whole text and the details are in its tooltip).
+        self.estimate_label = ElidedLabel("")
         self.start_button.clicked.connect(self.start_run)
         self.queue_button.clicked.connect(self.add_to_queue)
         self.pause_button.clicked.connect(self.pause_run)
@@ -320,6 +389,7 @@ class TrainView(QWidget):
             buttons.addWidget(b)
         buttons.addWidget(self.resume_combo, 1)
         rv.addLayout(buttons)
+        rv.addWidget(self.estimate_label)
         shortcut = QShortcut(QKeySequence("Ctrl+Shift+Return"), self, self.add_to_queue)
         shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
 
@@ -356,7 +426,6 @@ class TrainView(QWidget):
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.eta_label = QLabel("ETA —")
-        prog.addWidget(self.estimate_label)
         prog.addWidget(self.progress, 1)
         prog.addWidget(self.eta_label)
         rv.addLayout(prog)
@@ -399,24 +468,26 @@ class TrainView(QWidget):
         self.collapse_line.setVisible(False)
         self.loss_plot.addItem(self.collapse_line)
         self.knn_plot = pg.PlotWidget()
-        self.knn_plot.setTitle("Evaluation accuracy (test split)")
+        # The title is the legend (set by _set_knn_title): a legend box covered the kNN line.
+        self._set_knn_title(text_run=False)
         self.knn_plot.setLabel("bottom", "epoch")
         self.knn_plot.setLabel("left", "accuracy (%)")
         self.knn_plot.getAxis("left").enableAutoSIPrefix(False)
         self.knn_plot.showGrid(x=True, y=True, alpha=0.15)
-        self.knn_plot.addLegend(offset=(-10, 10))
-        self.knn_curve = self.knn_plot.plot([], [], pen=pg.mkPen("#4e79a7", width=2), symbol="o",
-                                            symbolSize=6, symbolBrush="#4e79a7", name="kNN")
+        self.knn_curve = self.knn_plot.plot([], [], pen=pg.mkPen(KNN_COLOUR, width=2), symbol="o",
+                                            symbolSize=6, symbolBrush=KNN_COLOUR)
         self.linear_curve = self.knn_plot.plot([], [], pen=None, symbol="s", symbolSize=7,
-                                               symbolBrush="#f28e2b", name="linear probe")
+                                               symbolBrush=LINEAR_COLOUR)
+        # A baseline's label sits below its line in the upper half of the plot and above it in
+        # the lower half (pyqtgraph picks between the two anchors), so it is never clipped.
         self.raw_line = pg.InfiniteLine(angle=0, movable=False,
                                         pen=pg.mkPen("#888888", style=Qt.PenStyle.DashLine),
-                                        label="raw pixels", labelOpts={"position": 0.12, "color": "#888888",
-                                                                       "anchors": [(0, 1), (0, 1)]})
+                                        label="raw pixels", labelOpts={"position": 0.04, "color": "#888888",
+                                                                       "anchors": [(0, 0), (0, 1)]})
         self.random_line = pg.InfiniteLine(angle=0, movable=False,
                                            pen=pg.mkPen("#b07aa1", style=Qt.PenStyle.DotLine),
-                                           label="untrained", labelOpts={"position": 0.55, "color": "#b07aa1",
-                                                                         "anchors": [(0, 1), (0, 1)]})
+                                           label="untrained", labelOpts={"position": 0.5, "color": "#b07aa1",
+                                                                         "anchors": [(0, 0), (0, 1)]})
         for line in (self.raw_line, self.random_line):
             line.setVisible(False)
             self.knn_plot.addItem(line)
@@ -424,9 +495,7 @@ class TrainView(QWidget):
         # Collapse monitor: the spread and the effective rank of the projections, both ≈ 1 healthy.
         self.collapse_plot = pg.PlotWidget()
         # The title is the legend: a legend box would cover the curves of this short plot.
-        self.collapse_plot.setTitle("Collapse monitor: <span style='color:#59a14f'>std ratio</span> · "
-                                    "<span style='color:#9c755f'>effective-rank ratio</span> "
-                                    "(1 healthy, 0 collapsed)")
+        self.collapse_plot.setTitle(COLLAPSE_TITLE)
         self.collapse_plot.setLabel("bottom", "step")
         self.collapse_plot.setLabel("left", "ratio")
         self.collapse_plot.showGrid(x=True, y=True, alpha=0.15)
@@ -434,6 +503,9 @@ class TrainView(QWidget):
         self.collapse_plot.setXLink(self.loss_plot)
         self.c_std_curve = self.collapse_plot.plot([], [], pen=pg.mkPen("#59a14f", width=1.5))
         self.c_rank_curve = self.collapse_plot.plot([], [], pen=pg.mkPen("#9c755f", width=1.5))
+        for curve in (self.c_std_curve, self.c_rank_curve):       # long curves: draw what is seen, decimated
+            curve.setDownsampling(auto=True, method="peak")
+            curve.setClipToView(True)
         self.f_std_curve = self.collapse_plot.plot([], [], pen=None, symbol="o", symbolSize=6,
                                                    symbolBrush="#59a14f")
         self.f_rank_curve = self.collapse_plot.plot([], [], pen=None, symbol="o", symbolSize=6,
@@ -445,10 +517,7 @@ class TrainView(QWidget):
                                                   pen=pg.mkPen("#d62728", width=1.5, style=Qt.PenStyle.DashLine))
         self.collapse_plot_line.setVisible(False)
         self.collapse_plot.addItem(self.collapse_plot_line)
-        self.collapse_plot.setToolTip(
-            "Lines: the projections of the logged steps (every 10th); dots: the features at each evaluation.\n"
-            f"std ratio: their spread on the unit sphere; effective-rank ratio: how many directions they use.\n"
-            f"Dotted: the warning thresholds ({COLLAPSE_STD}, {COLLAPSE_RANK}).")
+        self.collapse_plot.setToolTip(COLLAPSE_EXPLAINED)
 
         plots = QSplitter(Qt.Orientation.Vertical)
         plots.addWidget(self.loss_plot)
@@ -490,8 +559,9 @@ class TrainView(QWidget):
         if self.busy:
             raise RuntimeError("cannot switch projects while a run is training")
         self.project = project
-        self._clear_curves()
         self.run_id = None
+        self._run_method = None
+        self._clear_curves()
         self.queue.clear()          # queued runs name data sets of the previous project
         self.queue_held = False
         self._refresh_queue()
@@ -548,19 +618,22 @@ class TrainView(QWidget):
         self._update_buttons()
 
     def _refresh_resumable(self) -> None:
+        """The runs Resume can continue: stopped, failed, interrupted (their process died while
+        they trained) or never started, with their status."""
         current = self.resume_combo.currentData()
         self.resume_combo.blockSignals(True)
         self.resume_combo.clear()
         if self.project is not None:
+            statuses = resumable_statuses()
             datasets = {d.id: d.name for d in self.project.datasets()}
             for r in reversed(self.project.runs()):
-                if r.status in RESUMABLE and not (self.busy and r.id == self.run_id):
+                if r.status in statuses and not (self.busy and r.id == self.run_id):
                     self.resume_combo.addItem(
-                        f"#{r.id} {r.name or r.method} on {datasets.get(r.dataset_id, '?')} — {r.status}", r.id)
+                        f"#{r.id} {run_title(r, datasets.get(r.dataset_id, '?'))} — {r.status}", r.id)
         # (a combo with a placeholder text does not select its first item by itself)
         i = self.resume_combo.findData(current) if current is not None else -1
         self.resume_combo.setCurrentIndex(i if i >= 0 else (0 if self.resume_combo.count() else -1))
-        self.resume_combo.setPlaceholderText("no stopped runs")
+        self.resume_combo.setPlaceholderText("no runs to resume")
         self.resume_combo.blockSignals(False)
 
     def select_resumable(self, run_id: int) -> bool:
@@ -644,7 +717,8 @@ class TrainView(QWidget):
         self._method_cls = m
         self.tabs.clear()
         hide = (TEXT_UNUSED_TRAIN if getattr(m, "modality", "images") == "text" else ()) + UNUSED_TRAIN.get(method, ())
-        self.train_form = ConfigForm(type(train), train, hide=hide)
+        # Only the devices that exist here are offered (a run on a missing one fails at once).
+        self.train_form = ConfigForm(type(train), train, hide=hide, offer={"device": available_devices()})
         self.train_form.set_values(edits["train"])
         self.method_form = ConfigForm(m.Config, method_cfg)
         self.views_form = ConfigForm(type(views), views)
@@ -893,7 +967,9 @@ class TrainView(QWidget):
         worker = TrainWorker(self.project, create=create_after_estimate)
         self.worker = worker
         self._rate = "words/s" if self._run_is_text else "img/s"
-        self.collapse_plot.setVisible(not self._run_is_text)
+        self.collapse_plot.setVisible(self._shows_collapse_monitor())
+        self._eval_name = "evaluation" if self._run_is_text else "kNN"
+        self._set_knn_title()
         worker.run_created.connect(self._on_run_created)
         worker.event.connect(self._on_event)
         worker.errored.connect(self._on_worker_error)
@@ -903,6 +979,7 @@ class TrainView(QWidget):
         self.eta_label.setText("ETA —")
         worker.start()
         self._set_state("starting", "Starting a run…")
+        self._update_hint()              # a run is on its way: no "press Start" over its plot
         self._redraw_timer.start()
 
     # ------------------------------------------------------------------ events
@@ -913,28 +990,29 @@ class TrainView(QWidget):
     def _on_event(self, ev) -> None:
         from engine import train as T
         if isinstance(ev, T.Step):
+            # Only recorded here: the next redraw (a few times a second) shows it. Each widget
+            # update per step cost more than the step's data (QProgressBar.setValue repaints
+            # at once when its text changes).
             self.loss.append(ev.step, ev.loss)
             self.step_events.append(ev)
             if len(self.step_events) > 10_000:
                 del self.step_events[:5_000]
+            self._last_step = ev.step
             self._dirty = True
-            self.progress.setValue(min(ev.step, self.progress.maximum()))
-            done = ev.step - self._start_step
-            elapsed = time.monotonic() - self._t_started
-            if done > 0 and self._total_steps:
-                self.eta_label.setText(f"ETA {_fmt_duration(elapsed / done * (self._total_steps - ev.step))}")
             if ev.images_per_s:
                 # The median of recent steps: a step right after an evaluation or a
                 # checkpoint counts that time too and would read as a slump.
                 self._ips.append(ev.images_per_s)
                 del self._ips[:-20]
-                self.throughput_label.setText(f"{float(np.median(self._ips)):,.0f} {self._rate}")
             if "collapse_std_ratio" in ev.logs or "collapse_rank_ratio" in ev.logs:
                 self.add_collapse_metrics(ev.step, ev.logs)
         elif isinstance(ev, T.Started):
             self.run_id = ev.run_id
             self._drop_after(ev.start_step)
             self._total_steps, self._start_step = ev.total_steps, ev.start_step
+            self._epochs_total = ev.total_steps / max(1, ev.steps_per_epoch)
+            self._last_step = None
+            self._axes_stale = self._dirty = True
             self._t_started = time.monotonic()
             self.progress.setRange(0, max(1, ev.total_steps))
             self.progress.setValue(ev.start_step)
@@ -964,6 +1042,7 @@ class TrainView(QWidget):
             self.runs_changed.emit()
         elif isinstance(ev, T.Finished):
             self._dirty = True
+            self._show_progress()        # the last steps first, so their ETA does not replace "done"
             if ev.status == "finished":
                 self.run_label.setText(f"Run #{ev.run_id} finished at step {ev.step}")
                 self.progress.setValue(self.progress.maximum())
@@ -973,6 +1052,7 @@ class TrainView(QWidget):
                                        "Resume continues it from its checkpoint")
                 self.eta_label.setText("stopped")
         elif isinstance(ev, T.Failed):
+            self._show_progress()
             self.run_label.setText(f"Run #{ev.run_id} failed: {ev.error}")
             self._show_error("Training failed", ev.error, ev.details)
 
@@ -994,9 +1074,11 @@ class TrainView(QWidget):
         for key, line, what in (("raw_knn", self.raw_line, "raw pixels"),
                                 ("random_knn", self.random_line, "untrained network")):
             if key in metrics:
+                # Visible first: a hidden line's label ignores a new text (it kept "untrained").
+                line.setVisible(True)
                 line.setValue(100 * metrics[key])
                 line.label.setFormat(f"kNN on {what}: {metrics[key]:.1%}")
-                line.setVisible(True)
+                self._axes_stale = self._dirty = True
         parts = []
         if "knn" in metrics:
             parts.append(f"kNN {metrics['knn']:.1%}")
@@ -1027,6 +1109,7 @@ class TrainView(QWidget):
         if self.progress.maximum() == 0:
             self.progress.setRange(0, 1)
         self.worker = None
+        self._update_hint()
         self._refresh_resumable()
         self._set_state("idle", "No run" if last is None else {
             T.Finished: f"Run #{self.run_id} {getattr(last, 'status', '')}",
@@ -1068,6 +1151,9 @@ class TrainView(QWidget):
         self.throughput_label.setText("")
         self.device_label.setText("")
         self._rate = "img/s"
+        self._epochs_total = 0.0
+        self._last_step = None
+        self._axes_stale = True
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self._dirty = True
@@ -1079,7 +1165,7 @@ class TrainView(QWidget):
         for series in (self.loss, self.c_std, self.c_rank):
             keep = int(np.searchsorted(series.x, step, side="right")) if series.n else 0
             if keep < series.n:
-                series.n = keep
+                series.truncate(keep)
                 self._dirty = True
 
     def _load_history(self, run_id: int) -> None:
@@ -1101,17 +1187,67 @@ class TrainView(QWidget):
         self._dirty = True
         self._redraw()
 
+    def _update_hint(self) -> None:
+        """"Press Start" shows only while there is no run: none training, none shown."""
+        self.loss_hint.setVisible(not self.busy and self.run_id is None and self.loss.n == 0)
+
+    def _show_progress(self) -> None:
+        """The progress bar, the ETA and the throughput at the latest step (once per redraw)."""
+        step, self._last_step = self._last_step, None
+        if step is None:
+            return
+        self.progress.setValue(min(step, self.progress.maximum()))
+        done = step - self._start_step
+        elapsed = time.monotonic() - self._t_started
+        if done > 0 and self._total_steps:
+            self.eta_label.setText(f"ETA {_fmt_duration(elapsed / done * (self._total_steps - step))}")
+        if self._ips:
+            self.throughput_label.setText(f"{float(np.median(self._ips)):,.0f} {self._rate}")
+
     def _redraw(self) -> None:
+        """Show what the events since the last redraw brought: only the curves whose data
+        changed get new data (each ``setData`` re-ranges and repaints its plot)."""
         if not self._dirty:
             return
         self._dirty = False
-        self.loss_hint.setVisible(self.loss.n == 0 and not self.busy)
-        self.loss_curve.setData(self.loss.x.copy(), self.loss.y.copy())
-        self.knn_curve.setData(self.knn.x.copy(), 100 * self.knn.y)
-        self.linear_curve.setData(self.linear.x.copy(), 100 * self.linear.y)
-        for curve, series in ((self.c_std_curve, self.c_std), (self.c_rank_curve, self.c_rank),
-                              (self.f_std_curve, self.f_std), (self.f_rank_curve, self.f_rank)):
-            curve.setData(series.x.copy(), series.y.copy())
+        self._show_progress()
+        self._update_hint()
+        evaluations_changed = False
+        for curve, series, scale in ((self.loss_curve, self.loss, 1), (self.knn_curve, self.knn, 100),
+                                     (self.linear_curve, self.linear, 100), (self.c_std_curve, self.c_std, 1),
+                                     (self.c_rank_curve, self.c_rank, 1), (self.f_std_curve, self.f_std, 1),
+                                     (self.f_rank_curve, self.f_rank, 1)):
+            if self._drawn.get(curve) == series.version:
+                continue
+            self._drawn[curve] = series.version
+            curve.setData(series.x.copy(), scale * series.y)
+            evaluations_changed |= series is self.knn or series is self.linear
+        if evaluations_changed or self._axes_stale:
+            self._axes_stale = False
+            self._fit_evaluation_axes()
+
+    def _fit_evaluation_axes(self) -> None:
+        """The evaluation plot's range: the run's epochs (from 0) across, and the accuracies with
+        the baselines up and down, with room for the baselines' labels. Left to pyqtgraph, one
+        point made an axis from −10 to 20."""
+        xs = [series.x for series in (self.knn, self.linear) if series.n]
+        right = max([self._epochs_total, *(float(x.max()) for x in xs)])
+        if right > 0:
+            self.knn_plot.setXRange(0, right, padding=0.03)
+        else:
+            self.knn_plot.enableAutoRange(x=True)
+        values = [100 * float(v) for series in (self.knn, self.linear) if series.n
+                  for v in (series.y.min(), series.y.max())]
+        values += [line.value() for line in (self.raw_line, self.random_line) if line.isVisible()]
+        if not values:
+            self.knn_plot.enableAutoRange(y=True)
+            return
+        low, high = min(values), max(values)
+        pad = max(3.0, 0.12 * (high - low))
+        low, high = max(0.0, low - pad), min(100.0, high + pad)
+        if high - low < 10:              # one value: a 10-point window around it
+            low, high = max(0.0, min(low, high - 10)), min(100.0, max(high, low + 10))
+        self.knn_plot.setYRange(low, high, padding=0)
 
     # ------------------------------------------------------------------ collapse
     def add_collapse_metrics(self, step: int, metrics: dict) -> None:
@@ -1205,10 +1341,10 @@ class TrainView(QWidget):
             # The latest settings win: cancel the stale dry run, start this one when it has stopped.
             self._est_worker.cancel()
             self._est_pending = True
-            self._set_estimate_text("estimating…", "")
+            self._set_estimate_text(ESTIMATING, "")
             return
         self.estimate = None
-        self._set_estimate_text("estimating…", "A few dry-run training steps time these settings")
+        self._set_estimate_text(ESTIMATING, "A few dry-run training steps time these settings")
         worker = FunctionWorker(_estimate_in_background, self.project, ds_id, cfg, steps=self.estimate_steps,
                                 max_seconds=self.estimate_max_seconds, thread_name="pretext-estimate")
         worker.result.connect(lambda result, key=key: self._on_estimate(key, result))
@@ -1231,15 +1367,24 @@ class TrainView(QWidget):
             self._set_estimate_text(f"no estimate: {message}", message)
 
     def _on_estimate_finished(self, worker: FunctionWorker) -> None:
+        """A dry run ended (with a result, an error, or cancelled). "estimating…" must not
+        outlive it: a request that waited, or one whose dry run was cancelled without a
+        successor (Start cancels it), is answered now, or after the run when one trains."""
         if worker is not self._est_worker:
             return
         self._est_worker = None
-        if self._est_pending and not self.busy:
-            self._est_pending = False
+        if not (self._est_pending or self._est_text == ESTIMATING):
+            return                       # its result or its error is shown
+        self._est_pending = False
+        if self.busy:
+            self._est_pending = True     # _on_worker_finished asks again
+            self._set_estimate_text("estimate: after this run", "")
+        else:
             self._start_estimate()
 
     def _cancel_estimate(self) -> None:
-        """Drop the waiting request and cancel the dry run in flight (it ends after its step)."""
+        """Drop the waiting request and cancel the dry run in flight (it ends after its step;
+        then _on_estimate_finished replaces its "estimating…")."""
         self._est_timer.stop()
         self._est_pending = False
         if self._est_worker is not None:
@@ -1253,15 +1398,20 @@ class TrainView(QWidget):
         if not est.get("available"):
             self._set_estimate_text("no estimate for text methods", est.get("reason", ""))
             return
-        from engine.estimate import evaluations, total_seconds
+        from engine.estimate import time_split
         train = self.train_form.config() if self.train_form is not None else None
         epochs = train.epochs if train is not None else est["epochs"]
         eval_every = train.eval_every if train is not None else 1
         linear_every = bool(train.linear_probe_every_eval) if train is not None else False
-        epochs = epochs if est.get("iterative", True) else 1
-        total = total_seconds(est, epochs, eval_every, linear_every)
-        per_epoch = (f"≈ {_fmt_span(est['seconds_per_epoch'])}/epoch · " if est.get("iterative", True) else "")
-        text = (f"{per_epoch}≈ {_fmt_span(total)} for {epochs} epoch{'s' if epochs != 1 else ''} · "
+        split = time_split(est, epochs, eval_every, linear_every)
+        epochs, n_eval = split["epochs"], split["evaluations"]
+        # The total as the visible sum of its two parts: training and evaluation.
+        if est.get("iterative", True):
+            training = f"{epochs} epoch{'s' if epochs != 1 else ''} × {_fmt_span(split['seconds_per_epoch'])}"
+        else:
+            training = f"fit {_fmt_span(split['training_seconds'])}"
+        text = (f"≈ {_fmt_span(split['total_seconds'])} in all = {training} + {n_eval} "
+                f"evaluation{'s' if n_eval != 1 else ''} × {_fmt_span(split['seconds_each_evaluation'])} · "
                 f"~{_fmt_bytes(est['peak_memory_bytes'])}")
         how = ("measured (torch.cuda.max_memory_allocated)" if est["memory_method"] == "measured" else
                "counted: parameters, gradients, optimiser state, the activations kept for the backward "
@@ -1274,21 +1424,26 @@ class TrainView(QWidget):
         else:
             steps = (f"From a fit on a sample of the training images on {est['device']}, scaled to all "
                      f"{est['n_train']:,}, nothing saved: ≈ {_fmt_span(est['seconds_per_epoch'])}.")
-        n_eval = evaluations(est, epochs, eval_every)
-        tip = (f"{steps}\n{n_eval} evaluation{'s' if n_eval != 1 else ''} (embeddings and kNN) ≈ "
-               f"{_fmt_span(est['seconds_per_evaluation'])} each; the linear probe "
-               f"≈ {_fmt_span(est.get('seconds_linear_probe', 0.0))} a fit; the raw-pixel baselines "
-               f"≈ {_fmt_span(est.get('seconds_baselines', 0.0))} (a data set's first run only).\n"
-               f"Memory {how}:\n{parts}")
+        when = ("every epoch" if eval_every == 1 else f"every {eval_every} epochs" if eval_every else
+                "only at the end")
+        fixed = ("the untrained network's, " if int(est["fixed_evaluations"]) > 1 else "")
+        tip = (f"Training ≈ {_fmt_span(split['training_seconds'])}: {steps}\n"
+               f"Evaluation ≈ {_fmt_span(split['evaluation_seconds'])}: {n_eval} evaluation"
+               f"{'s' if n_eval != 1 else ''} ({fixed}{when}{', and the final one' if eval_every else ''}"
+               f"), ≈ {_fmt_span(split['seconds_each_evaluation'])} each on average: embedding every item "
+               f"and the kNN ≈ {_fmt_span(est['seconds_per_evaluation'])} each, the linear probe "
+               f"≈ {_fmt_span(est.get('seconds_linear_probe', 0.0))} a fit × {split['linear_probes']}, the "
+               f"raw-pixel baselines ≈ {_fmt_span(est.get('seconds_baselines', 0.0))} (a data set's first "
+               f"run only).\nMemory {how}:\n{parts}")
         if est.get("warning"):
             text += " · ⚠ loss not finite"
             tip = est["warning"] + "\n\n" + tip
         self._set_estimate_text(text, tip)
 
     def _set_estimate_text(self, text: str, tip: str) -> None:
-        # A plain label is as wide as its text: keep an error message from widening the window.
-        short = text if len(text) <= 60 else text[:59] + "…"
-        self.estimate_label.setText(short)
+        # (an elided label: a long error message does not widen the window)
+        self._est_text = text
+        self.estimate_label.setText(text)
         self.estimate_label.setToolTip(tip or text)
 
     # ------------------------------------------------------------------ text runs
@@ -1300,28 +1455,37 @@ class TrainView(QWidget):
         return cls is not None and getattr(cls, "modality", "images") == "text"
 
     def _set_eval_name(self, name: str) -> None:
-        legend = self.knn_plot.getPlotItem().legend
-        label = legend.getLabel(self.knn_curve) if legend is not None else None
-        if label is not None and label.text != name:
-            label.setText(name)
+        if name != self._eval_name:
+            self._eval_name = name
+            self._set_knn_title()
+
+    def _set_knn_title(self, text_run: bool | None = None) -> None:
+        """The evaluation plot's title, which is also its legend (a legend box in the plot
+        covered the kNN line): the curves' names in their colours."""
+        if self._run_is_text if text_run is None else text_run:
+            # Text runs: one metric, no linear probe.
+            title = (f"Evaluation of the representation (%): "
+                     f"<span style='color:{KNN_COLOUR}'>● {html.escape(self._eval_name)}</span>")
+        else:
+            title = (f"Evaluation accuracy (test split): <span style='color:{KNN_COLOUR}'>● kNN</span> · "
+                     f"<span style='color:{LINEAR_COLOUR}'>■ linear probe</span>")
+        self.knn_plot.setTitle(title)
+        style_plot(self.knn_plot)
+
+    def _shows_collapse_monitor(self) -> bool:
+        """The collapse monitor is shown for the run shown (or the method picked): joint-embedding
+        methods only, where collapse is the failure mode."""
+        from engine.methods import METHODS
+        cls = METHODS.get(self._run_method or self.method_combo.currentData() or "")
+        return cls is not None and cls.card.family in COLLAPSE_MONITOR_FAMILIES
 
     def _style_for_modality(self) -> None:
         """Titles that say what a text or an image run is measured by."""
         if self.busy:
             return
-        legend = self.knn_plot.getPlotItem().legend
-        self.collapse_plot.setVisible(not self.is_text)
-        if self.is_text:
-            self.knn_plot.setTitle("Evaluation of the representation (%)")
-            self._set_eval_name("evaluation")
-            if legend is not None and legend.getLabel(self.linear_curve) is not None:
-                legend.removeItem(self.linear_curve)      # text runs have no linear probe
-        else:
-            self.knn_plot.setTitle("Evaluation accuracy (test split)")
-            self._set_eval_name("kNN")
-            if legend is not None and legend.getLabel(self.linear_curve) is None:
-                legend.addItem(self.linear_curve, "linear probe")
-        style_plot(self.knn_plot)
+        self.collapse_plot.setVisible(self._shows_collapse_monitor())
+        self._eval_name = "evaluation" if self._run_is_text else "kNN"
+        self._set_knn_title()
 
     # ------------------------------------------------------------------ errors
     def _show_error(self, title: str, message: str, details: str) -> None:

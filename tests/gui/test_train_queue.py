@@ -109,9 +109,15 @@ def test_estimate_before_launch(window, project, qtbot, configure_small_run, mon
     assert est["available"] and est["n_train"] == n_train
     assert est["steps_per_epoch"] == n_train // 128 and est["batch_size"] == 128
     text = tv.estimate_label.text()
-    m = re.fullmatch(r"≈ ([\d.]+) (s|min|h)/epoch · ≈ ([\d.]+) (s|min|h) for 4 epochs · ~([\d.]+) (kB|MB|GB)", text)
+    # The total is the visible sum of training and evaluation (issue 10: it did not multiply out).
+    m = re.fullmatch(r"≈ ([\d.]+) s in all = 4 epochs × ([\d.]+) s \+ (\d+) evaluations × ([\d.]+) s · "
+                     r"~([\d.]+) (kB|MB|GB)", text)
     assert m, text
-    assert float(m.group(1)) > 0 and float(m.group(5)) > 0
+    total, per_epoch, n_eval, per_eval = float(m[1]), float(m[2]), int(m[3]), float(m[4])
+    assert n_eval == 1 + 3 + 1            # the untrained network, after epochs 1-3, the final one
+    assert per_epoch > 0 and float(m[5]) > 0
+    # Each shown number is rounded to 2 significant digits: the sum agrees to that.
+    assert total == pytest.approx(4 * per_epoch + n_eval * per_eval, rel=0.1, abs=0.3)
     assert "counted" in tv.estimate_label.toolTip()
     assert not project.runs(), "an estimate records no run"
     assert not tv.busy and tv.start_button.isEnabled()
@@ -119,7 +125,7 @@ def test_estimate_before_launch(window, project, qtbot, configure_small_run, mon
     # The same settings with other epochs reuse the dry run; a new batch size asks for another.
     tv.train_form.set_values({"epochs": 8})
     tv.schedule_estimate()
-    qtbot.waitUntil(lambda: "for 8 epochs" in tv.estimate_label.text(), timeout=5_000)
+    qtbot.waitUntil(lambda: "= 8 epochs ×" in tv.estimate_label.text(), timeout=5_000)
     assert tv._est_worker is None
     tv.estimate_steps = 1000         # a dry run that lasts until it is cancelled (or 8 s)
     tv.train_form.set_values({"batch_size": 64})
@@ -133,7 +139,7 @@ def test_estimate_before_launch(window, project, qtbot, configure_small_run, mon
     assert stale.is_cancelled()
     qtbot.waitUntil(lambda: tv.estimate is not None and tv.estimate["batch_size"] == 32, timeout=60_000)
     assert tv.estimate["steps_per_epoch"] == n_train // 32 and tv.estimate["timed_steps"] == 1
-    assert "for 8 epochs" in tv.estimate_label.text()
+    assert "= 8 epochs ×" in tv.estimate_label.text()
 
     # Start while a dry run is in flight: it is cancelled, and the run is created once it has ended
     # (the two would otherwise share torch's global random state while the run seeds its weights).
@@ -178,8 +184,8 @@ def test_collapse_warning_from_the_metric_handler(window, qtbot):
         in tv.collapse_banner.text()
     assert "lower the learning rate" in tv.collapse_banner.text().lower()
     assert tv.collapse_line.isVisible() and tv.collapse_line.value() == 50
+    tv._redraw()                     # (the texts, like the curves, are shown by the throttled redraw)
     assert tv.throughput_label.text() == "500 img/s"
-    tv._redraw()
     assert list(tv.c_std_curve.xData) == [10, 20, 30, 40, 50, 60, 70]
     assert tv.c_rank_curve.yData[-1] == pytest.approx(0.01)
 
@@ -206,4 +212,5 @@ def test_collapse_warning_from_the_metric_handler(window, qtbot):
     tv._run_method = "word2vec"
     tv._on_event(T.Started(2, "cpu", 10, 5, 100, 0, items="words", rate="words/s"))
     tv._on_event(T.Step(2, 1, 0.2, 3.0, 0.025, 12345.0, {}))
+    tv._redraw()
     assert tv.throughput_label.text() == "12,345 words/s"
