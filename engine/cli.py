@@ -65,11 +65,25 @@ def _duration(seconds: float) -> str:
         else f"{seconds // 60}:{seconds % 60:02d}"
 
 
+# The numbers that sum up a finished run, in the order shown: image probes, the
+# masked language model's, word2vec's (analogies, word similarity, neighbours).
+HEADLINE_METRICS = ("knn", "linear", "raw_knn", "raw_linear", "random_knn", "random_linear",
+                    "masked_accuracy", "unigram_accuracy", "perplexity", "unigram_perplexity",
+                    "nsp_accuracy", "analogy", "analogy_cosmul", "neighbour_purity")
+
+
+def _headline(metrics: dict) -> dict:
+    """The metrics that sum a run up; the final loss where a run has none of them
+    (a word2vec run on a corpus without analogy or similarity words)."""
+    keys = [k for k in HEADLINE_METRICS if k in metrics] + \
+        sorted(k for k in metrics if k.startswith("spearman_"))
+    if not keys and "loss" in metrics:
+        keys = ["loss"]
+    return {k: metrics[k] for k in keys}
+
+
 def _fmt_metrics(metrics: dict) -> str:
-    keys = [k for k in ("knn", "linear", "raw_knn", "raw_linear", "random_knn", "random_linear",
-                        "masked_accuracy", "unigram_accuracy", "perplexity", "unigram_perplexity",
-                        "nsp_accuracy", "analogy") if k in metrics]
-    return " ".join(f"{k}={metrics[k]:.4f}" for k in keys)
+    return " ".join(f"{k}={v:.4f}" for k, v in _headline(metrics).items())
 
 
 def _parse_overrides(items: list[str]) -> dict[str, str]:
@@ -80,6 +94,17 @@ def _parse_overrides(items: list[str]) -> dict[str, str]:
         key, value = item.split("=", 1)
         out[key.strip()] = value.strip()
     return out
+
+
+def _positive_int(text: str) -> int:
+    """argparse type for a count of at least 1 (--nproc 0 would train nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _coerce(value: str):
@@ -105,6 +130,24 @@ def _open(args, read_only: bool = False):
     return Project.open(path, read_only=read_only)
 
 
+def _run_to_use(project, run_id: int):
+    """The run's record; a one-line error naming the file and the run when it
+    does not exist or its row is damaged (so nothing goes on to misread it)."""
+    run = project.run(run_id)  # ProjectError "FILE: has no run N"
+    if run.status == "damaged":
+        raise UserError(f"{project.path}: run {run.id} is damaged: {run.error}; other runs are unaffected")
+    return run
+
+
+def _final_embedding_id(project, run_id: int) -> int:
+    from .workbench import final_embeddings
+    run = _run_to_use(project, run_id)
+    emb = final_embeddings(project, run.id)
+    if emb is None:
+        raise UserError(f"run {run.id} has no final embeddings yet (status {run.status})")
+    return emb.id
+
+
 def cmd_new(args) -> int:
     from .store import Project
     from .workbench import DEMO_DATASETS, import_dataset
@@ -119,7 +162,6 @@ def cmd_new(args) -> int:
 
 def cmd_datasets(args) -> int:
     from .data import DATASET_KINDS
-    from .workbench import import_dataset
     args.project = getattr(args, "project_sub", None) or args.project
     args.json = getattr(args, "json_sub", False) or args.json
     args.name = getattr(args, "name", None)
@@ -130,9 +172,11 @@ def cmd_datasets(args) -> int:
         return 0
     if not args.project:
         raise UserError("datasets needs --project FILE")
-    project = _open(args, read_only=args.action == "list")
+    # Listing (with or without the "list" word) only reads; "add" writes.
+    project = _open(args, read_only=args.action != "add")
     try:
         if args.action == "add":
+            from .workbench import import_dataset
             params = {k: _coerce(v) for k, v in _parse_overrides(args.params).items()}
             bar = ProgressBar(1)
 
@@ -148,14 +192,21 @@ def cmd_datasets(args) -> int:
                 for name, why in data.skipped[:20]:
                     print(f"  skipped {name}: {why}")
                 return 0
+            ignored = data.info.get("ignored_files", [])
+            n_ignored = data.info.get("n_ignored_files", len(ignored))
             print(f"added dataset {dataset_id} {args.name or data.name!r}: {data.n} images "
                   f"{data.height}x{data.width}x{data.channels}"
                   + (f", {len(data.class_names or [])} classes" if data.labels is not None else "")
-                  + (f", {len(data.skipped)} files skipped" if data.skipped else ""))
+                  + (f", {len(data.skipped)} files skipped" if data.skipped else "")
+                  + (f", {n_ignored} files ignored" if n_ignored else ""))
             for name, why in data.skipped[:20]:
                 print(f"  skipped {name}: {why}")
             if len(data.skipped) > 20:
                 print(f"  ... and {len(data.skipped) - 20} more")
+            for name, why in ignored[:20]:
+                print(f"  ignored {name}: {why}")
+            if n_ignored > 20:
+                print(f"  ... and {n_ignored - 20} more ignored")
             return 0
         records = project.datasets()
         if args.json:
@@ -181,7 +232,7 @@ def _resolve_dataset(project, name: str) -> int:
         return project.dataset(int(name) if name.isdigit() else name).id
     except ProjectError:
         kind = DATASET_KINDS.get(name)
-        if kind is not None and kind.builtin:
+        if kind is not None and kind.builtin and not project.read_only:
             dataset_id, _ = import_dataset(project, name, name)
             return dataset_id
         known = ", ".join(d.name for d in project.datasets()) or "none"
@@ -195,6 +246,7 @@ def _follow(events, quiet: bool = False) -> int:
     bar = None
     status = 1
     rate = "img/s"
+    last_loss = None
     for ev in events:
         if isinstance(ev, Started):
             bar = ProgressBar(ev.total_steps)
@@ -203,8 +255,10 @@ def _follow(events, quiet: bool = False) -> int:
                 print(f"run {ev.run_id}: training on {ev.device}, {ev.n_train} {ev.items}, "
                       f"{ev.total_steps} steps" + (f", resuming at step {ev.start_step}" if ev.start_step else ""),
                       file=sys.stderr)
-        elif isinstance(ev, Step) and bar and not quiet:
-            bar.update(ev.step, f"epoch {ev.epoch:.2f} loss {ev.loss:.4f} {ev.images_per_s:.0f} {rate}")
+        elif isinstance(ev, Step):
+            last_loss = ev.loss
+            if bar and not quiet:
+                bar.update(ev.step, f"epoch {ev.epoch:.2f} loss {ev.loss:.4f} {ev.images_per_s:.0f} {rate}")
         elif isinstance(ev, Evaluation) and not quiet:
             if bar:
                 bar.update(ev.step, "", force=True)
@@ -216,8 +270,9 @@ def _follow(events, quiet: bool = False) -> int:
         elif isinstance(ev, Finished):
             if bar and not quiet:
                 bar.close()
-            print(f"run {ev.run_id} {ev.status} at step {ev.step}" +
-                  (f": {_fmt_metrics(ev.metrics)}" if ev.metrics else ""))
+            # The run's headline numbers, or its final loss where it has none of them.
+            final = _fmt_metrics({**({"loss": last_loss} if last_loss is not None else {}), **ev.metrics})
+            print(f"run {ev.run_id} {ev.status} at step {ev.step}" + (f": {final}" if final else ""))
             status = 0
         elif isinstance(ev, Failed):
             if bar and not quiet:
@@ -225,6 +280,40 @@ def _follow(events, quiet: bool = False) -> int:
             print(f"error: run {ev.run_id} failed: {ev.error}", file=sys.stderr)
             status = 1
     return status
+
+
+class StopOnSignals:
+    """Ctrl+C (SIGINT) and SIGTERM while a run trains: the first asks the loop to stop
+    at the next step (it saves a checkpoint and marks the run stopped); a second
+    aborts at once, leaving the run interrupted. Python's own Ctrl+C raises
+    KeyboardInterrupt wherever the loop happens to be, which ends the training
+    generator before it can save anything (the run was left "running")."""
+
+    def __init__(self, control):
+        self.control = control
+        self.received: list[int] = []
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> "StopOnSignals":
+        if threading.current_thread() is threading.main_thread():     # only there can Python set handlers
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, _frame) -> None:
+        # Nothing is printed here: the handler may interrupt a write to stderr.
+        self.received.append(signum)
+        if len(self.received) > 1:
+            raise KeyboardInterrupt
+        self.control.stop()
+
+    def exit_code(self) -> int:
+        """128 + the signal, as a shell reports it: 130 for Ctrl+C, 143 for SIGTERM."""
+        return 128 + (self.received[-1] if self.received else signal.SIGINT)
 
 
 def cmd_train(args) -> int:
@@ -289,7 +378,7 @@ def cmd_resume(args) -> int:
     with StopOnSignals(control) as signals:
         project = _open(args)
         try:
-            run = project.run(args.run)
+            run = _run_to_use(project, args.run)   # refuses a damaged run in one line
             if run.status == "finished":
                 raise UserError(f"run {run.id} already finished")
             if run.owner is not None:       # a quick answer; the claim in the loop is what makes it safe
@@ -340,8 +429,9 @@ def cmd_runs(args) -> int:
         rows = []
         for r in runs:
             latest = project.latest_metrics(r.id)
-            final = {k: latest[k] for k in ("knn", "linear", "raw_knn", "raw_linear", "random_knn",
-                                            "random_linear", "loss") if k in latest}
+            final = _headline(latest)
+            if "loss" in latest:
+                final["loss"] = latest["loss"]
             rows.append({"id": r.id, "name": r.name, "method": r.method, "dataset_id": r.dataset_id,
                          "status": r.status, "seed": r.seed, "device": r.device,
                          "created_at": r.created_at, "finished_at": r.finished_at,
@@ -407,16 +497,10 @@ def cmd_embed(args) -> int:
 
 
 def cmd_map(args) -> int:
-    from .workbench import compute_map, final_embeddings
+    from .workbench import compute_map
     project = _open(args)
     try:
-        if args.embedding:
-            emb_id = args.embedding
-        else:
-            emb = final_embeddings(project, args.run)
-            if emb is None:
-                raise UserError(f"run {args.run} has no final embeddings yet")
-            emb_id = emb.id
+        emb_id = args.embedding or _final_embedding_id(project, args.run)
         t0 = time.perf_counter()
         params = {} if args.kind == "pca" else {"n_neighbors": args.neighbors, "min_dist": args.min_dist}
         if args.kind == "umap":
@@ -429,27 +513,26 @@ def cmd_map(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .workbench import export_embeddings, export_weights, final_embeddings
+    from .workbench import export_embeddings, export_weights
+    out = Path(args.out)
+    # Write only where the user's folder already is: a typo must not leave new folders behind.
+    if not out.parent.is_dir():
+        raise UserError(f"cannot write {out}: there is no folder {out.parent} (create it first)")
     project = _open(args, read_only=True)
     try:
-        if args.format in ("word2vec", "word2vec-bin"):
-            from .workbench import export_word_vectors
+        if args.format in ("word2vec", "word2vec-bin", "weights"):
             if not args.run:
                 raise UserError(f"--format {args.format} needs --run")
-            path = export_word_vectors(project, args.run, Path(args.out), binary=args.format == "word2vec-bin")
+            run = _run_to_use(project, args.run)
+            if args.format == "weights":
+                path = export_weights(project, run.id, out)
+            else:
+                from .workbench import export_word_vectors
+                path = export_word_vectors(project, run.id, out, binary=args.format == "word2vec-bin")
             print(f"wrote {path}")
             return 0
-        if args.format == "weights":
-            path = export_weights(project, args.run, Path(args.out))
-            print(f"wrote {path}")
-            return 0
-        emb_id = args.embedding
-        if not emb_id:
-            emb = final_embeddings(project, args.run)
-            if emb is None:
-                raise UserError(f"run {args.run} has no final embeddings yet")
-            emb_id = emb.id
-        for path in export_embeddings(project, emb_id, Path(args.out), args.format):
+        emb_id = args.embedding or _final_embedding_id(project, args.run)
+        for path in export_embeddings(project, emb_id, out, args.format):
             print(f"wrote {path}")
         return 0
     finally:
@@ -501,7 +584,8 @@ def cmd_words(args) -> int:
 
 def cmd_search(args) -> int:
     from . import zero_shot
-    project = _open(args)
+    # Only a stored zero-shot accuracy writes; a text search just reads.
+    project = _open(args, read_only=not args.zero_shot or args.no_store)
     try:
         dataset = _resolve_dataset(project, args.dataset) if args.dataset else None
         if args.zero_shot:
@@ -587,7 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
     sp.add_argument("--seed", type=int)
     sp.add_argument("--name", help="a name for the run")
-    sp.add_argument("--nproc", type=int, default=1, help="processes under torchrun (DDP)")
+    sp.add_argument("--nproc", type=_positive_int, default=1, help="processes under torchrun (DDP)")
     sp.add_argument("--quiet", action="store_true")
     sp.add_argument("overrides", nargs="*", help="config overrides key=value (e.g. lr=0.01 "
                     "temperature=0.1 views.flip_p=0)")
@@ -595,7 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = with_project(sub.add_parser("resume", help="continue a stopped or failed run from its checkpoint"))
     sp.add_argument("--run", "-r", type=int, required=True)
-    sp.add_argument("--nproc", type=int, default=1)
+    sp.add_argument("--nproc", type=_positive_int, default=1)
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=cmd_resume)
 
@@ -698,8 +782,11 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ProjectError, DataError, ConfigError, ValueError, RuntimeError, OSError) as exc:
         if args.debug:
             raise
-        message = str(exc) if isinstance(exc, (UserError, ProjectError, DataError)) else \
-            f"{type(exc).__name__}: {exc}" if not isinstance(exc, ConfigError) else f"bad setting: {exc}"
+        # The message alone, on one line: a class name (ValueError:, JSONDecodeError:)
+        # tells a user nothing; --debug shows the traceback.
+        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if isinstance(exc, ConfigError):
+            message = f"bad setting: {message}"
         print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -10,15 +10,18 @@ import subprocess
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
 from . import __version__
 from .data import DATASET_KINDS, DataError, ImageData, load_images
 from .store import Project
-from .train import (DistInfo, Event, RunControl, RunConfig, check_runnable, default_run_config,
-                    environment_versions, train)
+
+if TYPE_CHECKING:
+    from .train import DistInfo, Event, RunControl, RunConfig
+# .train (torch) is imported inside the functions that train: importing a
+# dataset (main.py new) or listing must not wait seconds for torch.
 
 DEMO_DATASETS = (("digits", "digits", {}), ("shapes", "shapes", {"n": 2000, "size": 32, "seed": 0}))
 
@@ -147,6 +150,7 @@ def create_run(project: Project, dataset: int | str, method: str,
 
     A run that could not start (a bad or non-finite setting, a method that does not
     fit the data, a device this machine lacks) raises ConfigError and writes nothing."""
+    from .train import check_runnable, default_run_config, environment_versions
     rec = project.dataset(dataset)
     data = load_dataset(project, rec.id)
     cfg = run_config or default_run_config(method, data, overrides)
@@ -160,6 +164,7 @@ def create_run(project: Project, dataset: int | str, method: str,
 def run_training(project: Project, run_id: int, control: RunControl | None = None,
                  dist: DistInfo | None = None) -> Iterator[Event]:
     """Train or resume run ``run_id`` (the generator both front ends consume)."""
+    from .train import train
     run = project.run(run_id)
     data = load_dataset(project, run.dataset_id)
     return train(project, run_id, data, control, dist)
@@ -168,7 +173,7 @@ def run_training(project: Project, run_id: int, control: RunControl | None = Non
 def load_trained_method(project: Project, run_id: int, device: str = "auto"):
     """Rebuild a run's method with its latest checkpoint, in eval mode: (method, device)."""
     from .methods import DataInfo, get_method
-    from .train import pick_device
+    from .train import RunConfig, pick_device
     run = project.run(run_id)
     ck = project.latest_checkpoint(run_id)
     if ck is None:
@@ -319,7 +324,9 @@ def export_embeddings(project: Project, embedding_id: int, out: Path, fmt: str) 
         meta = out.with_name(out.stem + "_metadata.tsv")
         cols = ["name"] + (["label"] if data.labels is not None else []) + \
             (["caption"] if data.captions else [])
-        lines = ["\t".join(cols)]
+        # TensorBoard's projector reads a header row only when there are two or
+        # more columns; with one it would take "name" for the first item's name.
+        lines = ["\t".join(cols)] if len(cols) > 1 else []
         item_name = item_names(data, project.embedding_set(embedding_id))
         for i in ids:
             row = [item_name[i]]
