@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, QTimer, Signal
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
                                QPushButton, QSplitter, QTableView, QTableWidget, QTableWidgetItem,
@@ -275,10 +275,8 @@ class CompareView(QWidget):
         self.project = None
         self._signature = None
         self._build()
-        # Follow runs that finish in another process (the CLI, torchrun) while visible.
-        self._poll = QTimer(self)
-        self._poll.setInterval(3000)
-        self._poll.timeout.connect(self._poll_runs)
+        # Runs that start or finish (here or in another process: the CLI, torchrun) reach this
+        # view through the main window's runs_changed, which refreshes it while visible.
 
     def _build(self) -> None:
         root = QVBoxLayout(self)
@@ -349,22 +347,7 @@ class CompareView(QWidget):
 
     def showEvent(self, ev) -> None:  # noqa: N802 - Qt naming
         super().showEvent(ev)
-        self._poll.start()
         self.refresh()
-
-    def hideEvent(self, ev) -> None:  # noqa: N802 - Qt naming
-        self._poll.stop()
-        super().hideEvent(ev)
-
-    def _poll_runs(self) -> None:
-        if self.project is None:
-            return
-        try:
-            sig = tuple((r.id, r.status) for r in self.project.runs())
-        except Exception:  # noqa: BLE001 - the file went away: the next action says so
-            return
-        if sig != self._signature:
-            self.refresh()
 
     def refresh(self) -> None:
         """Re-read runs and their latest metrics (keeps the selection)."""
