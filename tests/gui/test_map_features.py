@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+import time
 
 import numpy as np
 import pyqtgraph as pg
@@ -288,3 +289,48 @@ def test_two_runs_side_by_side_with_linked_selection(window, project, qtbot):
     mv.compare_combo.setCurrentIndex(0)
     assert not other.isVisible()
     mv.lasso_button.setChecked(False)
+
+
+def test_toolbar_stays_put_when_umap_arrives(window, project, qtbot, monkeypatch):
+    """The Timeline button (and the controls left of it) keep their place while UMAP computes,
+    when its result arrives and when the colour extras appear, so clicks land where aimed."""
+    import gui.views.map_view as map_module
+    from engine.maps import pca_2d
+    from PySide6.QtCore import QPoint, QRect
+
+    run_id = trained(project, "digits", "simclr", {"epochs": "1", "batch_size": "128", "width": "4",
+                                                   "max_train_items": "256"})
+    mv = open_map(window, qtbot, run_id)
+    assert mv.kind == "pca"
+
+    def where(w) -> QRect:
+        return QRect(w.mapTo(window, QPoint(0, 0)), w.size())
+
+    def controls() -> list[QRect]:
+        qtbot.wait(20)                               # let the layout settle
+        return [where(w) for w in (mv.run_combo, mv.kind_combo, mv.timeline_button)]
+
+    before = controls()
+    assert before[2].width() > 0 and before[2].x() > before[1].x() > before[0].x()
+
+    release = []
+
+    def slow_umap(project_, embedding_id, progress=None):       # a stand-in for the real fit (worker thread)
+        while not release:
+            time.sleep(0.01)
+        ids, vectors = project_.load_embeddings(embedding_id)
+        return embedding_id, None, pca_2d(vectors)[:, ::-1].copy()
+
+    monkeypatch.setattr(map_module, "compute_umap", slow_umap)
+    mv.start_umap()
+    assert mv.umap_progress.isVisible()
+    computing = controls()
+    release.append(True)
+    qtbot.waitUntil(lambda: not mv.umap_progress.isVisible(), timeout=30_000)
+    assert mv.kind == "umap"                        # the UMAP result arrived and is drawn
+    after = controls()
+    assert before == computing == after, (before, computing, after)
+
+    mv.colour_combo.setCurrentIndex(mv.colour_combo.findData("cluster"))   # shows "k = …" and a note
+    assert mv.k_spin.isVisible()
+    assert controls() == before
