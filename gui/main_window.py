@@ -221,6 +221,7 @@ class RunsWatcher(QObject):
         super().__init__(parent)
         self.project = None
         self._signature = None
+        self._quiet = False
         self._worker: FunctionWorker | None = None
         self._timer = QTimer(self)
         self._timer.setInterval(interval_ms)
@@ -233,6 +234,12 @@ class RunsWatcher(QObject):
         else:
             self._timer.start()
             self.poll()          # the first signature is the baseline
+
+    def rebaseline(self) -> None:
+        """A change the window already knows about (its own run): take the next signature as
+        the new baseline without emitting ``changed`` for it again."""
+        self._quiet = True
+        self.poll()
 
     def poll(self) -> None:
         if self.project is None or (self._worker is not None and self._worker.is_running()):
@@ -249,9 +256,9 @@ class RunsWatcher(QObject):
     def _on_signature(self, project, signature: tuple) -> None:
         if project is not self.project:
             return
-        if self._signature is not None and signature != self._signature:
+        if self._signature is not None and signature != self._signature and not self._quiet:
             self.changed.emit()
-        self._signature = signature
+        self._signature, self._quiet = signature, False
 
 
 class ShortcutsDialog(QDialog):
@@ -388,6 +395,7 @@ class MainWindow(QMainWindow):
         self.project_view.message.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
         self.train_view.state_changed.connect(self._on_run_state)
         self.train_view.runs_changed.connect(self.runs_changed)
+        self.train_view.runs_changed.connect(self.runs_watcher.rebaseline)
         self.train_view.run_finished.connect(self._on_run_finished)
         self.sidebar.currentRowChanged.connect(self._on_view_changed)
 

@@ -257,6 +257,7 @@ class ProjectView(QWidget):
         self.resume_button.setEnabled(status is not None and status in resumable_statuses())
         self.map_button.setEnabled(status == "finished")
         self.add_button.setEnabled(ready and not self.importing)
+        self.refresh_button.setEnabled(ready)
 
     def _resume_selected(self) -> None:
         run_id = self.selected_run_id()
