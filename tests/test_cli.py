@@ -318,3 +318,51 @@ def test_light_commands_do_not_import_torch(tmp_path):
                               text=True, timeout=300)
         result = json.loads(done.stdout.strip().splitlines()[-1])
         assert result == {"code": 0, "heavy": []}, (command, done.stderr)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--method", "simclr", "--device", "cuda"], "device: device=cuda was asked for, but no CUDA GPU"),
+    (["--method", "simclr", "--device", "mps"], "device: device=mps was asked for, but Apple's MPS"),
+    (["--method", "simclr", "lr=nan"], "lr: must be a finite number, not nan"),
+    (["--method", "simclr", "lr=inf"], "lr: must be a finite number, not inf"),
+    (["--method", "simclr", "temperature=nan"], "temperature: must be a finite number, not nan"),
+    (["--method", "simclr", "views.flip_p=nan"], "views.flip_p: must be a finite number, not nan"),
+    (["--method", "word2vec"], "word2vec trains on text, and dataset 'digits' holds images"),
+    (["--method", "mlm"], "mlm trains on text, and dataset 'digits' holds images"),
+    (["--method", "clip"], "clip learns from image–caption pairs, and dataset 'digits' has no captions"),
+    (["--dataset", "shapes-captions", "--method", "simclr"], "simclr trains on images, and dataset "
+                                                             "'shapes-captions' holds text"),
+    (["--dataset", "shapes-captions", "--method", "word2vec", "--device", "cuda"],
+     "word2vec trains on the CPU only (device=cuda was asked for)"),
+])
+def test_a_run_that_cannot_start_leaves_no_row(tmp_path, capsys, args, needle):
+    """Issue #11: checked before the run row exists, in one line; the file keeps no failed run."""
+    from engine.store import Project
+    p = tmp_path / "x.pretext"
+    main(["new", str(p), "--empty"])
+    capsys.readouterr()
+    dataset = [] if "--dataset" in args else ["--dataset", "digits"]
+    code = main(["train", "--project", str(p), *dataset, *args, "--epochs", "1"])
+    _, err = capsys.readouterr()
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: bad setting: ") and needle in lines[0], err
+    with Project.open(p, read_only=True) as project:
+        assert project.runs() == []
+        assert len(project.datasets()) == 1       # the dataset was added; no run was
+
+
+def test_resume_and_delete_of_a_run(tmp_path, capsys):
+    from engine.store import Project
+    p = tmp_path / "x.pretext"
+    main(["new", str(p), "--empty"])
+    assert main(["train", "-p", str(p), "-d", "digits", "-m", "pca"]) == 0
+    capsys.readouterr()
+    assert main(["resume", "-p", str(p), "--run", "1"]) == 2
+    assert capsys.readouterr().err.strip() == "error: run 1 already finished"
+    assert main(["delete", "-p", str(p), "--run", "1"]) == 0
+    assert capsys.readouterr().out.strip() == "deleted run 1 (pca on digits, finished)"
+    with Project.open(p, read_only=True) as project:
+        assert project.runs() == []
+    assert main(["delete", "-p", str(p), "--run", "1"]) == 2
+    assert "has no run 1" in capsys.readouterr().err
