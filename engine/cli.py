@@ -96,15 +96,23 @@ def _parse_overrides(items: list[str]) -> dict[str, str]:
     return out
 
 
-def _positive_int(text: str) -> int:
-    """argparse type for a count of at least 1 (--nproc 0 would train nothing)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _number_at_least(low, cast=int):
+    """An argparse type: a number no smaller than ``low``, refused while parsing
+    (before a project is opened or a minute of UMAP is spent)."""
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {'whole ' if cast is int else ''}number, "
+                                             f"got {text!r}") from None
+        if not value >= low:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {text}")
+        return value
+    return parse
+
+
+# --nproc 0 would train nothing.
+_positive_int = _number_at_least(1)
 
 
 def _coerce(value: str):
@@ -714,8 +722,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--run", "-r", type=int)
     sp.add_argument("--embedding", type=int, help="an embedding set id instead of the run's final one")
     sp.add_argument("--kind", choices=("umap", "pca"), default="umap")
-    sp.add_argument("--neighbors", type=int, default=15)
-    sp.add_argument("--min-dist", dest="min_dist", type=float, default=0.1)
+    sp.add_argument("--neighbors", type=_number_at_least(2), default=15, help="UMAP's n_neighbors (at least 2)")
+    sp.add_argument("--min-dist", dest="min_dist", type=_number_at_least(0.0, float), default=0.1,
+                    help="UMAP's min_dist (0 or more)")
     sp.set_defaults(func=cmd_map)
 
     sp = with_project(sub.add_parser("search", help="a CLIP run: text → top-k images, or zero-shot accuracy"))

@@ -366,3 +366,14 @@ def test_resume_and_delete_of_a_run(tmp_path, capsys):
         assert project.runs() == []
     assert main(["delete", "-p", str(p), "--run", "1"]) == 2
     assert "has no run 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option,value,needle", [
+    ("--neighbors", "1", "argument --neighbors: must be at least 2, got 1"),
+    ("--min-dist", "-0.5", "argument --min-dist: must be at least 0.0, got -0.5"),
+    ("--min-dist", "nan", "argument --min-dist: must be at least 0.0, got nan"),
+])
+def test_map_settings_are_refused_before_any_work(tmp_path, capsys, option, value, needle):
+    with pytest.raises(SystemExit) as done:
+        main(["map", "-p", str(tmp_path / "none.pretext"), "-r", "1", option, value])
+    assert done.value.code == 2 and needle in capsys.readouterr().err
