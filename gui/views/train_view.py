@@ -1233,7 +1233,7 @@ class TrainView(QWidget):
         xs = [series.x for series in (self.knn, self.linear) if series.n]
         right = max([self._epochs_total, *(float(x.max()) for x in xs)])
         if right > 0:
-            self.knn_plot.setXRange(0, right, padding=0.03)
+            self.knn_plot.setXRange(0, right, padding=0.05)
         else:
             self.knn_plot.enableAutoRange(x=True)
         values = [100 * float(v) for series in (self.knn, self.linear) if series.n
