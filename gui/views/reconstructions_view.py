@@ -256,6 +256,7 @@ class ReconstructionsView(QWidget):
         self._pending = False
         self._error_shown_for = None
         self._artifacts: list = []
+        self._live_status = ""
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(DEBOUNCE_MS)
@@ -313,7 +314,7 @@ class ReconstructionsView(QWidget):
         sv.addWidget(self.saved_view, 1)
         self.tabs.addTab(saved, "Saved during training")
         # The slider, the checkpoint and "New masks" make the live pictures only.
-        self.tabs.currentChanged.connect(lambda *_: self._set_controls())
+        self.tabs.currentChanged.connect(self._on_tab_changed)
         root.addWidget(self.tabs, 1)
         QShortcut(QKeySequence("Ctrl+R"), self, activated=self.reroll,
                   context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -410,6 +411,19 @@ class ReconstructionsView(QWidget):
         self.sample_button.setText("New masks" if run is not None and run.method in ("mae", "channel-prediction")
                                    else "New noise")
 
+    def _on_tab_changed(self, *_) -> None:
+        """The controls and the status line speak of the pictures on screen."""
+        self._set_controls()
+        if self.run_id is None:
+            return
+        if self.tabs.currentIndex() == 0:
+            self.status.setText(self._live_status)
+        else:
+            made = self.saved_setting()
+            self.status.setText(f"Run #{self.run_id}: the pictures the training loop saved with its checkpoints"
+                                + (f", made at {made} (the run's own; the slider redraws the Live tab)"
+                                   if made else ""))
+
     # ------------------------------------------------------------------ live pictures
     def _on_slider(self, _value: int) -> None:
         self._update_value_label()
@@ -449,7 +463,8 @@ class ReconstructionsView(QWidget):
         if self.result is not None and self.result["key"] == req:
             return
         self._pending = False
-        self.status.setText("Drawing…")
+        if self.tabs.currentIndex() == 0:
+            self.status.setText("Drawing…")
         worker = FunctionWorker(compute_reconstructions, self.project, self._cache, *req,
                                 thread_name="pretext-reconstruct")
         worker.result.connect(self._on_result)
@@ -469,9 +484,11 @@ class ReconstructionsView(QWidget):
         method = self.project.run(run_id).method
         rows = [(row_title(method, k), a) for k, a in result["rows"]]
         self.grid.set_rows(rows)
-        what = "" if setting is None else f" at {self.slider_label.text().lower()} {setting:.0%}"
-        self.status.setText(f"Run #{run_id}, checkpoint {self.checkpoint_combo.currentText()}{what}: "
-                            f"{len(result['items'])} test images")
+        what = "" if setting is None else f" at {self.slider_label.text().lower()} {round(setting * 100)} %"
+        self._live_status = (f"Run #{run_id}, checkpoint {self.checkpoint_combo.currentText()}{what}: "
+                             f"{len(result['items'])} test images")
+        if self.tabs.currentIndex() == 0:
+            self.status.setText(self._live_status)
         self.pictures_ready.emit(result["key"])
 
     def _on_error(self, req, message: str, details: str) -> None:
@@ -489,6 +506,8 @@ class ReconstructionsView(QWidget):
         self.saved_slider.setEnabled(len(self._artifacts) > 1)
         self.saved_slider.blockSignals(False)
         self._show_artifact()
+        if self.tabs.currentIndex() == 1:
+            self._on_tab_changed()
 
     def saved_setting(self) -> str:
         """The setting the stored pictures were made with: the run's own (the training loop

@@ -309,6 +309,9 @@ class SearchView(QWidget):
         row.addWidget(self.split_combo)
         row.addWidget(self.search_button)
         lay.addLayout(row)
+        # Which images the results on screen were ranked among (stays while captions are shown).
+        self.results_label = ElidedLabel("")
+        lay.addWidget(self.results_label)
 
         split = QSplitter(Qt.Orientation.Horizontal)
         self.results = QListWidget()
@@ -564,6 +567,7 @@ class SearchView(QWidget):
     def _clear_results(self) -> None:
         self.hits = self.described = self.zero_shot_result = None
         self.results.clear()
+        self.results_label.setText("")
         self.caption_table.setRowCount(0)
         self.item_image.clear()
         self.item_text.setText("Click an image to see the captions that describe it best.")
@@ -667,9 +671,9 @@ class SearchView(QWidget):
         missing = "held-out (test) split" if res["split"] == "test" else "training split"
         fallback = (f" (this data set has no {missing}: all its images were searched)"
                     if res["searched"] != res["split"] else "")
-        self.status.setText(f"“{res['text']}”: the {n} closest of the {res['pool_size']:,} {searched} of "
-                            f"{self.dataset_combo.currentText()}{fallback}{best} (cosine similarity). "
-                            "Click one for its captions.")
+        self.results_label.setText(f"“{res['text']}”: the {n} closest of the {res['pool_size']:,} {searched} "
+                                   f"of {self.dataset_combo.currentText()}{fallback}{best} (cosine similarity)")
+        self.status.setText(self.results_label.text() + ". Click one for its captions.")
 
     def _on_result_selected(self, item, _previous=None) -> None:
         if item is None:

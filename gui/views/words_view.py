@@ -600,9 +600,11 @@ class WordsView(QWidget):
             it.setForeground(2, accent(self))
             self.neighbour_tree.addTopLevelItem(it)
         label, meaning = SCORE_MODES[mode]
-        self.scores_note.setText(f"Scores: {label} ({meaning}). Bars run from {self.bar_span[0]:.2f} to "
-                                 f"{self.bar_span[1]:.2f}, the best shown; two random words score "
-                                 f"{baseline:.2f} on average.")
+        lo, hi = self.bar_span
+        flat = (" The scores hardly differ: the vectors share one large direction (try centred cosine)."
+                if hi - lo < 0.01 else "")
+        self.scores_note.setText(f"Scores: {label} ({meaning}). Bars run from {lo:.3f} to {hi:.3f}, the best "
+                                 f"shown; two random words score {baseline:.3f} on average.{flat}")
         self._highlight([word] if word in self.wv else [], [w for w, _ in result])
         return result
 
@@ -632,7 +634,7 @@ class WordsView(QWidget):
         self.analogy_note.setText(f"{html.escape(a)} : {html.escape(b)} :: {html.escape(c)} : "
                                   f"<b>{html.escape(add[0][0]) if add else '?'}</b>  (query words excluded; "
                                   f"on {SCORE_MODES[mode][0]}: 3CosAdd scores are cosines with b − a + c, "
-                                  "3CosMul's are ratios, up to about 2)")
+                                  "3CosMul's are ratios of them)")
         self._highlight([a, b, c], [add[0][0]] if add else [])
         return self.last_analogy
 

@@ -82,8 +82,10 @@ def test_mae_mask_slider_recomputes_live(window, project, qtbot):
     assert "step 1" in rv.saved_label.text()
     assert "made at mask ratio 75 %, as trained" in rv.saved_label.text() and rv.slider.value() == 57
     assert not rv.slider.isEnabled() and not rv.sample_button.isEnabled()     # they draw the Live tab only
+    assert "made at mask ratio 75 %" in rv.status.text() and "57" not in rv.status.text()
     rv.tabs.setCurrentIndex(0)
     assert rv.slider.isEnabled() and rv.sample_button.isEnabled()
+    assert "at mask ratio 57 %: 16 test images" in rv.status.text()
 
 
 def test_denoising_noise_slider(window, project, qtbot):

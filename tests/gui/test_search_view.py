@@ -58,6 +58,7 @@ def test_search_zero_shot_and_captions(window, project, clip_run, qtbot):
     shown = [sv.results.item(i).data(Qt.ItemDataRole.UserRole) for i in range(7)]
     assert shown == [h["index"] for h in ranked if split[h["index"]] == 1][:7]
     assert f"of the {int((split == 1).sum())} held-out (test) images of shapes" in sv.status.text()
+    assert "held-out (test) images" in sv.results_label.text()            # stays while captions are shown
     assert not sv.results.item(0).icon().isNull()
     # All images on request: the engine's own top 7 (the search runs again at once).
     with qtbot.waitSignal(sv.result_shown, timeout=30_000):
@@ -108,6 +109,7 @@ def test_search_zero_shot_and_captions(window, project, clip_run, qtbot):
     best = zero_shot.search_texts(project, clip_run, index, k=1)[0]
     assert sv.caption_table.item(0, 1).text() == best["text"]
     assert f"#{index}" in sv.item_text.text() and not sv.item_image.pixmap().isNull()
+    assert "training images of shapes" in sv.results_label.text()          # the split last searched
 
 
 def test_without_clip_runs_and_errors(window, project, qtbot):

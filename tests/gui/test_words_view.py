@@ -209,7 +209,7 @@ def test_words_view_scores_choice_and_bars(window, project, qtbot, text_run):
     lo, hi = wv.bar_span
     baseline = engine_wv.random_pair_score("centred")
     assert hi == result[0][1] and lo == min(baseline, result[-1][1])
-    assert f"{baseline:.2f}" in wv.scores_note.text()
+    assert f"{baseline:.3f}" in wv.scores_note.text()
     assert _bar(0.5, 0.0, 1.0) == "█████" and _bar(0.2, 0.2, 0.8) == "" and _bar(0.9, 0.9, 0.9) == "█" * 10
 
     # Choosing raw cosine redraws the answers on screen with the engine's raw numbers.
