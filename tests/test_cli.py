@@ -305,13 +305,14 @@ def test_image_import_names_the_ignored_files(tmp_path, capsys):
 
 
 def test_light_commands_do_not_import_torch(tmp_path):
-    """new, runs, datasets and --help compute nothing with torch: they must not load it
-    (importing torch takes seconds). A check of imports, not of time."""
+    """new, runs and datasets compute nothing with torch: they must not load it (importing
+    torch takes seconds), nor scikit-learn for the digits `new` adds. A check of imports,
+    not of time (bench/cli_startup.py times them)."""
     p = tmp_path / "x.pretext"
     probe = ("import json, sys, main\n"
              "code = main.main(sys.argv[1:])\n"
              "print(json.dumps({'code': code, 'heavy': sorted(m for m in ('torch', 'safetensors.torch', "
-             "'engine.train', 'engine.methods') if m in sys.modules)}))\n")
+             "'engine.train', 'engine.methods', 'sklearn') if m in sys.modules)}))\n")
     for command in (["new", str(p)], ["runs", "-p", str(p)], ["datasets", "-p", str(p)],
                     ["datasets", "list", "-p", str(p), "--json"]):
         done = subprocess.run([sys.executable, "-c", probe, *command], cwd=ROOT, capture_output=True,
