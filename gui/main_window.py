@@ -612,9 +612,7 @@ class MainWindow(QMainWindow):
             raise RuntimeError("cannot switch projects while a run is training")
         old = self.project
         self.project = project
-        self.opening_path = None
-        self.opening_banner.setVisible(False)
-        self.project_view.set_opening(None)
+        self._set_opening(None)
         if device_text is not None:
             self.device_text = device_text
         for widget in self._views.values():
@@ -654,18 +652,28 @@ class MainWindow(QMainWindow):
             return
         path = Path(path).expanduser() if path is not None else demo_project_path()
         what = "Creating" if create or (demo and not path.exists()) else "Opening"
-        self.opening_path = path
-        self.opening_banner.show_opening(path, what)
-        self.project_view.set_opening(path, what)
+        self._set_opening(path, what)
         self.statusBar().showMessage(f"{what} {path}…")
-        self._update_title()
-        self._sync_actions()
         worker = FunctionWorker(open_project_file, path, demo=demo, create=create, thread_name="pretext-open")
         worker.progress.connect(lambda _f, message: self.opening_banner.set_step(message))
         worker.result.connect(self._on_project_file_read)
         worker.errored.connect(self._on_open_error)
         self._open_worker = worker
         worker.start()
+
+    def _set_opening(self, path: Path | None, what: str = "Opening") -> None:
+        """Enter (``path``) or leave (None) the state of opening a project: the banner, the
+        title, and the actions that need the project disabled meanwhile. The Train view waits
+        too: a run started in the previous project would hold up the switch."""
+        self.opening_path = path
+        if path is None:
+            self.opening_banner.setVisible(False)
+        else:
+            self.opening_banner.show_opening(path, what)
+        self.project_view.set_opening(path, what)
+        self.train_view.setEnabled(path is None)
+        self._update_title()
+        self._sync_actions()
 
     def _on_project_file_read(self, project) -> None:
         # The Project view shows the new file now; the other views keep the previous project
@@ -689,11 +697,7 @@ class MainWindow(QMainWindow):
         self._on_open_error(f"Could not load the engine: {message}", details)
 
     def _on_open_error(self, message: str, details: str) -> None:
-        self.opening_path = None
-        self.opening_banner.setVisible(False)
-        self.project_view.set_opening(None)
-        self._update_title()
-        self._sync_actions()
+        self._set_opening(None)
         self.statusBar().clearMessage()
         box = QMessageBox(QMessageBox.Icon.Warning, "Cannot open the project", message,
                           QMessageBox.StandardButton.Ok, self)

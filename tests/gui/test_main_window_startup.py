@@ -11,7 +11,7 @@ def actions_state(w) -> dict[str, bool]:
             "resume": w.resume_action.isEnabled(), "import": w.import_action.isEnabled(),
             "add data set": w.project_view.add_button.isEnabled(),
             "datasets import": w.datasets_view.import_button.isEnabled(),
-            "train start": w.train_view.start_button.isEnabled()}
+            "train start": w.train_view.start_button.isEnabled(), "train view": w.train_view.isEnabled()}
 
 
 def test_launch_names_the_file_and_disables_actions_until_open(qtbot, project, monkeypatch):
@@ -57,7 +57,7 @@ def test_launch_names_the_file_and_disables_actions_until_open(qtbot, project, m
     after = seen["after"]
     assert after["new"] and after["open"] and after["start"] and after["resume"] and after["import"]
     assert after["add data set"] and after["datasets import"]
-    assert after["train start"]                       # digits are there: Start works now
+    assert after["train start"] and after["train view"]   # digits are there: Start works now
     assert not seen["banner after"] and seen["title after"] == f"{path.name} — Pretext"
 
 
