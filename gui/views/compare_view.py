@@ -30,7 +30,7 @@ KNOWN_METRICS = {
     "random_knn": "kNN\nuntrained", "random_linear": "Linear\nuntrained",
 }
 #: Per-step logs: they describe the last step, not the run, so they are left out.
-STEP_ONLY = ("lr", "images_per_s")
+STEP_ONLY = ("lr", "images_per_s", "words_per_s")
 STEP_ONLY_PREFIXES = ("collapse_",)
 RUN_COLUMNS = ("#", "Name", "Method", "Data set", "Status")
 SORT_ROLE = Qt.ItemDataRole.UserRole

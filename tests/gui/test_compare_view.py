@@ -83,7 +83,8 @@ def test_metric_headers_formats_and_numeric_order(qtbot):
     from gui.views.compare_view import (RUN_COLUMNS, SORT_ROLE, RunsModel, format_metric, metric_columns,
                                         metric_title)
     cols = metric_columns(["t2i_r10", "i2t_r10", "i2t_r5", "i2t_r1", "t2i_r1", "t2i_r5", "zs_colour", "knn",
-                           "loss", "zeroshot_shapes_colour", "zeroshot_shapes_colour/red", "zs_shape"])
+                           "loss", "zeroshot_shapes_colour", "zeroshot_shapes_colour/red", "zs_shape",
+                           "words_per_s"])
     assert cols == ["knn", "zs_colour", "zs_shape", "zeroshot_shapes_colour", "i2t_r1", "i2t_r5", "i2t_r10",
                     "t2i_r1", "t2i_r5", "t2i_r10", "loss"]
     assert metric_title("i2t_r1") == "image→text\nR@1" and metric_title("t2i_r10") == "text→image\nR@10"
