@@ -1,10 +1,20 @@
 """The Project API: everything a project holds, in one SQLite file.
 
 Files. ``Project.open`` checks a file before it writes a byte: the SQLite
-header, then a read-only connection reads ``meta`` and runs ``quick_check``,
-and only a file that passes is opened read-write (which switches it to WAL and
-migrates it to the current schema). Anything else raises ``ProjectError`` and
-leaves the file exactly as it was.
+header, then a read-only connection reads ``meta``, runs ``quick_check`` and
+compares every table's columns with the models of schema.py, and only a file
+that passes is opened read-write (which switches it to WAL and migrates it to
+the current schema). Anything else raises ``ProjectError`` and leaves the file
+exactly as it was.
+
+Read-only. ``Project.open(path, read_only=True)`` never writes and leaves no
+-wal/-shm beside the file; on read-only storage or in a read-only folder it
+reads through SQLite's ``mode=ro`` (``immutable=1`` when no -wal/-shm is
+there). ``read_only="auto"`` writes where it can; ``project.read_only`` and
+``project.read_only_reason`` say what was opened.
+
+Damaged rows. A JSON column that does not decode does not fail the query that
+reads it: such a run reads as status "damaged" with the problem as its error.
 
 Threads. One Project is shared by the GUI thread and a training worker.
 Every call uses its own short session from a connection pool
