@@ -25,7 +25,7 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QIcon, QKeySequence, QPalette, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QHBoxLayout, QHeaderView,
                                QLabel, QLineEdit, QListView, QListWidget, QListWidgetItem,
-                               QPlainTextEdit, QPushButton, QSpinBox, QSplitter, QTableWidget,
+                               QPlainTextEdit, QPushButton, QSizePolicy, QSpinBox, QSplitter, QTableWidget,
                                QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
 
 from ..images import thumbnail
@@ -310,7 +310,10 @@ class SearchView(QWidget):
         row.addWidget(self.search_button)
         lay.addLayout(row)
         # Which images the results on screen were ranked among (stays while captions are shown).
-        self.results_label = ElidedLabel("")
+        # Word-wrapped: it also says, in full, why no run can be searched yet.
+        self.results_label = QLabel("")
+        self.results_label.setWordWrap(True)
+        self.results_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         lay.addWidget(self.results_label)
 
         split = QSplitter(Qt.Orientation.Horizontal)
@@ -459,6 +462,7 @@ class SearchView(QWidget):
             self.dataset_combo.clear()
             self._clear_results()
             self.status.setText(self._empty_text())
+            self.results_label.setText(self._empty_text())
             self._set_enabled()
         elif self.run_combo.currentData() != self.run_id:
             self._on_run_chosen()

@@ -141,6 +141,7 @@ def test_clip_runs_that_cannot_be_searched_yet_are_named(window, project, qtbot)
     text = sv.status.text()
     assert sv.run_combo.count() == 0 and "No finished CLIP runs" not in text
     assert f"#{run} clip on shapes was interrupted" in text and "Resume it in the Train view" in text
+    assert sv.results_label.text() == text and sv.results_label.wordWrap()     # in full, not elided
     project.claim_run(run)                                # training in this process
     sv.refresh()
     assert f"#{run} clip on shapes is training" in sv.status.text() and "Wait for it to finish" in sv.status.text()
