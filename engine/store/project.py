@@ -241,7 +241,8 @@ def _make_engine(path: Path, mode: str) -> Engine:
 def _in_use(path: Path) -> bool:
     """-wal/-shm beside the file: another connection has it open (or one died
     with it open, or the file was copied with them)."""
-    return any(path.with_name(path.name + s).exists() for s in ("-wal", "-shm"))
+    real = path.resolve()  # SQLite keeps them beside the real file, not a symlink
+    return any(real.with_name(real.name + s).exists() for s in ("-wal", "-shm"))
 
 
 def _unwritable_reason(path: Path) -> str | None:
