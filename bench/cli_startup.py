@@ -60,6 +60,11 @@ def main() -> None:
         }
         reference = median_time(lambda i: [py, "-c", "import sqlalchemy"], args.repeats, ROOT)
         print(f"reference  python -c 'import sqlalchemy': {reference:.3f} s (median of {args.repeats})")
+        # What the store itself cannot do without (its ORM and numpy arrays): the floor
+        # of any command that opens a project.
+        floor = median_time(lambda i: [py, "-c", "import sqlalchemy.orm, numpy"], args.repeats, ROOT)
+        print(f"floor      python -c 'import sqlalchemy.orm, numpy': {floor:.3f} s "
+              f"= {floor / reference:4.1f}x the reference")
         for name, make in commands.items():
             seconds = median_time(make, args.repeats, ROOT)
             print(f"main.py {name:16s} {seconds:6.3f} s  = {seconds / reference:4.1f}x the reference"
