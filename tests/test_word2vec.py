@@ -255,6 +255,9 @@ def test_removing_the_common_direction():
     assert [w[0] for w, _ in near[:9]] == ["a"] * 9                       # the same ranking: own cluster first
     assert near[0][1] > 0.9 and near[-1][1] < -0.5                        # but scores that spread
     assert abs(wv.random_pair_score("centred")) < 0.1                     # unrelated words near 0
+    phrase = wv.phrase_neighbours("a0 a1", 5, scores="centred")
+    assert all(w.startswith("a") for w, _ in phrase) and phrase[0][1] > 0.9
+    assert wv.odd_one_out(["a0", "a1", "a2", "b0"], scores="centred") == "b0"
 
     # All-but-the-top: also nothing left along the top principal direction.
     abtt = remove_common_directions(vectors, "abtt")
