@@ -629,7 +629,12 @@ class Project:
         with self._reading() as s:
             data = s.scalar(select(DatasetStrings.data).where(DatasetStrings.dataset_id == dataset_id,
                                                               DatasetStrings.name == name))
-        return list(data) if data is not None else []
+        if data is None:
+            return []
+        problem = _json_problem(data, list)
+        if problem:
+            raise ProjectError(self.path, f"is damaged: dataset {dataset_id}'s {name!r} list {problem}")
+        return list(data)
 
     def delete_dataset(self, dataset_id: int) -> None:
         """Delete a dataset with its runs and everything they hold."""

@@ -362,3 +362,19 @@ def test_read_only_copy_of_a_live_project_with_its_wal(tmp_path):
         with Project.open(folder / "p.pretext", read_only=True) as p:
             assert p.metrics(1)[-1].step == 9999
         assert _sidecars(folder) == ["p.pretext-shm", "p.pretext-wal"]
+
+
+def test_damaged_dataset_strings_name_the_dataset(tmp_path):
+    path = tmp_path / "p.pretext"
+    with Project.create(path) as p:
+        ds = p.add_dataset("mine", "image-folder", {}, 2, "fp", strings={"item_names": ["a.png", "b.png"],
+                                                                          "class_names": ["x"]})
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE dataset_strings SET data = '[\"a.png\", ' WHERE name = 'item_names'")
+    conn.commit()
+    conn.close()
+    with Project.open(path, read_only=True) as p:
+        assert p.dataset_strings(ds, "class_names") == ["x"]       # the other rows still read
+        with pytest.raises(ProjectError, match=r"is damaged: dataset 1's 'item_names' list is not valid "
+                                               r"JSON \(Expecting value"):
+            p.dataset_strings(ds, "item_names")
