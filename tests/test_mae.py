@@ -247,3 +247,14 @@ def test_trains_under_bf16_autocast():
     assert loss.dtype == torch.float32 and torch.isfinite(loss) and emb.shape == (2, 128)
     loss.backward()
     assert all(p.grad is not None for p in m.parameters())
+
+
+def test_mae_warns_before_training_on_images_too_small_for_patches():
+    """Digits (8×8) leave MAE a few pixels per patch: the user is told before the run, with what
+    MAE needs instead; 32×32 images get no warning, and no other method warns on 8×8."""
+    from engine.methods import METHODS
+    warning = METHODS["mae"].data_warning(8, 8)
+    assert warning is not None and "8×8" in warning and "32 px" in warning
+    assert METHODS["mae"].data_warning(32, 32) is None
+    assert "fine-tuning" in METHODS["mae"].card.needs
+    assert [name for name, m in METHODS.items() if m.data_warning(8, 8)] == ["mae"]

@@ -40,6 +40,7 @@ class MethodCard:
     loss: str            # the objective in the course notation
     paper: str           # citation
     url: str = ""
+    needs: str = ""      # what it takes to work well (image size, epochs, how to judge it)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,12 @@ class Method(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.info = info
+
+    @classmethod
+    def data_warning(cls, height: int, width: int) -> str | None:
+        """A sentence for the user when this method is unlikely to learn much from
+        images of this size (shown before a run starts, never an error)."""
+        return None
 
     def training_step(self, x: torch.Tensor, views: ViewConfig, generator: torch.Generator,
                       index: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
