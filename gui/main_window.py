@@ -19,6 +19,7 @@ import importlib.metadata
 import os
 import platform
 import sys
+import threading
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QSettings, QSize, Qt, QTimer, QUrl, Signal
@@ -40,8 +41,8 @@ from .views.words_view import WordsView
 from .workers import FunctionWorker
 
 MAX_RECENT = 8
-#: How often (ms) the window looks for runs changed by another process (the CLI, torchrun).
-RUNS_POLL_MS = 3000
+#: How often (seconds) the window looks for runs changed by another process (the CLI, torchrun).
+RUNS_POLL_S = 3.0
 #: The user guide, beside the code.
 GUIDE_PATH = Path(__file__).resolve().parents[1] / "docs" / "guide.md"
 #: Ctrl+<digit> opens the view at that place in the sidebar (nine at most).
@@ -211,47 +212,61 @@ class OpeningBanner(QFrame):
 
 
 class RunsWatcher(QObject):
-    """Notices runs that another process (the CLI, torchrun) starts, ends or evaluates:
-    every few seconds a worker thread reads :func:`runs_signature`; ``changed`` is emitted
-    when it differs from the last one. The GUI thread never reads the runs for this."""
+    """Notices runs that another process (the CLI, torchrun) starts, ends or evaluates.
+
+    One daemon thread reads :func:`runs_signature` every few seconds and hands it to the GUI
+    thread (a queued signal); ``changed`` is emitted when it differs from the last one. The
+    GUI thread neither reads the runs nor starts a thread for this. Keep it without a Qt
+    parent: its thread holds a reference, so the object outlives any last emission."""
 
     changed = Signal()
+    _read = Signal(object, object)        # (project, signature), from the watching thread
 
-    def __init__(self, parent: QObject | None = None, interval_ms: int = RUNS_POLL_MS):
-        super().__init__(parent)
+    def __init__(self, interval_s: float = RUNS_POLL_S):
+        super().__init__()
+        self.interval_s = interval_s
         self.project = None
         self._signature = None
         self._quiet = False
-        self._worker: FunctionWorker | None = None
-        self._timer = QTimer(self)
-        self._timer.setInterval(interval_ms)
-        self._timer.timeout.connect(self.poll)
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._read.connect(self._on_signature)
 
     def watch(self, project) -> None:
+        """Follow ``project`` (None: nothing); its first signature is the baseline."""
         self.project, self._signature = project, None
-        if project is None:
-            self._timer.stop()
-        else:
-            self._timer.start()
-            self.poll()          # the first signature is the baseline
+        if project is not None and self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="pretext-runs-watch", daemon=True)
+            self._thread.start()
+        self._wake.set()
 
     def rebaseline(self) -> None:
         """A change the window already knows about (its own run): take the next signature as
         the new baseline without emitting ``changed`` for it again."""
         self._quiet = True
-        self.poll()
+        self._wake.set()
 
-    def poll(self) -> None:
-        if self.project is None or (self._worker is not None and self._worker.is_running()):
-            return
-        project = self.project
-        worker = FunctionWorker(runs_signature, project, thread_name="pretext-runs-watch")
-        worker.result.connect(lambda sig: self._on_signature(project, sig))
-        self._worker = worker     # (an error, e.g. the file went away, is left to the next action)
-        worker.start()
+    def stop(self) -> None:
+        self.project = None
+        self._stopped.set()
+        self._wake.set()
 
-    def worker(self) -> FunctionWorker | None:
-        return self._worker
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _loop(self) -> None:     # on the watching thread
+        while not self._stopped.is_set():
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            project = self.project
+            if project is None or self._stopped.is_set():
+                continue
+            try:
+                signature = runs_signature(project)
+            except Exception:  # noqa: BLE001 - closed or gone meanwhile: the next action says so
+                continue
+            self._read.emit(project, signature)
 
     def _on_signature(self, project, signature: tuple) -> None:
         if project is not self.project:
@@ -381,7 +396,7 @@ class MainWindow(QMainWindow):
                       style.standardIcon(QStyle.StandardPixmap.SP_FileDialogContentsView))
         self.project_view.set_train_shortcut(self.view_shortcut("train"))
 
-        self.runs_watcher = RunsWatcher(self)
+        self.runs_watcher = RunsWatcher()
         self.runs_watcher.changed.connect(self.runs_changed)
         self.runs_changed.connect(self._on_runs_changed)
         self.project_view.resume_requested.connect(self._resume_from_project_view)
@@ -811,9 +826,9 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Stopping the run and saving a checkpoint before quitting…")
             ev.ignore()
             return
-        self.runs_watcher.watch(None)
+        self.runs_watcher.stop()
         for w in (self.map_view._umap_worker, self.map_view._load_worker, self._open_worker,
-                  self._engine_worker, self.runs_watcher.worker(),
+                  self._engine_worker,
                   self.project_view._import_worker, self.datasets_view._import_worker,
                   self.datasets_view._load_worker, getattr(self.map_view, "_timeline_worker", None),
                   *self.words_view.workers(), self.search_view._worker):
