@@ -957,7 +957,13 @@ class TrainView(QWidget):
         # A dry run still in flight shares torch's global RNG with the new run's seeded
         # initialisation: cancel it, and have the worker wait for it before creating the run.
         estimating = self._est_worker
+        # No estimate for the settings in the forms yet (none computed, or they changed and the
+        # quiet period is still running): it comes after this run, and the label says so.
+        unanswered = self.estimate is None or self._est_timer.isActive()
         self._cancel_estimate()
+        if unanswered:
+            self._est_pending = True
+            self._set_estimate_text("estimate: after this run", "")
 
         def create_after_estimate() -> int:
             if estimating is not None:

@@ -19,6 +19,12 @@ def tiny(tv, name: str) -> None:
     tv.name_edit.setText(name)
 
 
+def seconds(span: str) -> float:
+    """"3.1 s", "4.8 min", "1.5 h" → seconds."""
+    value, unit = span.split()
+    return float(value) * {"s": 1, "min": 60, "h": 3600}[unit]
+
+
 def queued_names(tv) -> list[str]:
     return [item.name for item in tv.queue]
 
@@ -110,10 +116,11 @@ def test_estimate_before_launch(window, project, qtbot, configure_small_run, mon
     assert est["steps_per_epoch"] == n_train // 128 and est["batch_size"] == 128
     text = tv.estimate_label.text()
     # The total is the visible sum of training and evaluation (issue 10: it did not multiply out).
-    m = re.fullmatch(r"≈ ([\d.]+) s in all = 4 epochs × ([\d.]+) s \+ (\d+) evaluations × ([\d.]+) s · "
-                     r"~([\d.]+) (kB|MB|GB)", text)
+    span = r"([\d.]+ (?:s|min|h))"
+    m = re.fullmatch(rf"≈ {span} in all = 4 epochs × {span} \+ (\d+) evaluations × {span} · ~([\d.]+) (kB|MB|GB)",
+                     text)
     assert m, text
-    total, per_epoch, n_eval, per_eval = float(m[1]), float(m[2]), int(m[3]), float(m[4])
+    total, per_epoch, n_eval, per_eval = seconds(m[1]), seconds(m[2]), int(m[3]), seconds(m[4])
     assert n_eval == 1 + 3 + 1            # the untrained network, after epochs 1-3, the final one
     assert per_epoch > 0 and float(m[5]) > 0
     # Each shown number is rounded to 2 significant digits: the sum agrees to that.

@@ -45,6 +45,25 @@ def test_start_during_a_dry_run_never_leaves_estimating(window, project, qtbot, 
         tv.estimate_label.text()
 
 
+@pytest.mark.timeout(180)
+def test_start_before_any_estimate_estimates_after_the_run(window, project, qtbot, configure_small_run,
+                                                          monkeypatch):
+    """Start within the quiet period after an edit: no dry run was on its way to cancel, and
+    the label stayed empty (or showed the previous settings' estimate) for good."""
+    monkeypatch.setattr("engine.estimate.EVAL_SAMPLE", 128)
+    tv = window.train_view
+    tv.estimate_steps = 1
+    configure_small_run(window, epochs=30, width=4)
+    assert tv._est_timer.isActive() and tv._est_worker is None
+    qtbot.mouseClick(tv.start_button, Qt.MouseButton.LeftButton)
+    assert tv.estimate_label.text() == "estimate: after this run"
+    qtbot.waitUntil(lambda: tv.state == "running", timeout=60_000)
+    qtbot.mouseClick(tv.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not tv.busy, timeout=60_000)
+    qtbot.waitUntil(lambda: tv.estimate is not None, timeout=60_000)
+    assert tv.estimate_label.text().startswith("≈ ") and "= 30 epochs ×" in tv.estimate_label.text()
+
+
 def test_time_split_adds_up():
     from engine.estimate import time_split, total_seconds
     est = {"iterative": True, "fixed_evaluations": 2, "seconds_per_epoch": 3.0, "seconds_per_evaluation": 2.0,
@@ -228,7 +247,7 @@ def test_interrupted_run_is_listed_and_resumes_to_the_end(window, project, qtbot
     assert tv.resume_button.isEnabled()
     qtbot.mouseClick(tv.resume_button, Qt.MouseButton.LeftButton)
     assert tv.busy
-    qtbot.waitUntil(lambda: not tv.busy, timeout=180_000)
+    qtbot.waitUntil(lambda: not tv.busy and tv.state == "idle", timeout=180_000)
     done = project.run(run.id)
     assert done.status == "finished", done.error
     assert tv._start_step > 0, "resumed from its checkpoint, not from scratch"
