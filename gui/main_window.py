@@ -162,6 +162,19 @@ def _plain(text: str) -> str:
     return text.replace("&&", "\0").replace("&", "").replace("\0", "&").rstrip("…").strip()
 
 
+def _described_by_a_widget(view: QWidget, keys: str) -> str:
+    """What a shortcut without a description does, from the widget whose tooltip or placeholder
+    names its keys (a button's text, else the hint's first words)."""
+    from PySide6.QtWidgets import QLineEdit
+    for w in view.findChildren(QWidget):
+        hint = w.toolTip() + " " + (w.placeholderText() if isinstance(w, QLineEdit) else "")
+        if keys in hint:
+            if isinstance(w, QAbstractButton) and w.text():
+                return _plain(w.text())
+            return hint.strip().split(" (")[0].split(" —")[0].split(", e.g.")[0]
+    return "a shortcut of this view"
+
+
 class SidebarDelegate(QStyledItemDelegate):
     """Draws a sidebar item with its shortcut (e.g. "Ctrl+3") dimmed on its right."""
 
@@ -782,9 +795,9 @@ class MainWindow(QMainWindow):
                     what = _plain(b.text()) or b.toolTip().split(".")[0].split("(")[0].strip()
                     rows.append((title, what, keys_of([b.shortcut()])))
             for s in view.findChildren(QShortcut):
-                what = s.whatsThis() or s.objectName()
-                if what and keys_of([s.key()]):
-                    rows.append((title, what, keys_of([s.key()])))
+                keys = keys_of([s.key()])
+                if keys:
+                    rows.append((title, s.whatsThis() or _described_by_a_widget(view, keys), keys))
         return rows
 
     def show_shortcuts(self) -> ShortcutsDialog:

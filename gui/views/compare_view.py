@@ -337,7 +337,8 @@ class CompareView(QWidget):
         split.addWidget(diff_box)
         split.setSizes([380, 260])
         root.addWidget(split, 1)
-        QShortcut(QKeySequence.StandardKey.Find, self, activated=self.filter_edit.setFocus)
+        QShortcut(QKeySequence.StandardKey.Find, self, activated=self.filter_edit.setFocus,
+                  whatsThis="Filter the runs")     # named in Help → Keyboard shortcuts
         self._on_selection()
 
     # ------------------------------------------------------------------ data

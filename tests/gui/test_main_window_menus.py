@@ -40,6 +40,9 @@ def test_shortcut_list_is_built_from_the_actions(window, qtbot):
     assert ("Map", "Timeline", "Ctrl+T") in rows
     assert ("Map", "Lasso", "Ctrl+L") in rows
     assert ("Datasets", "Re-roll the augmentation preview", "Ctrl+R") in rows
+    assert ("Train", "Add to queue", "Ctrl+Shift+Return") in rows     # described by its button
+    assert ("Compare", "Filter the runs", "Ctrl+F") in rows
+    assert len({(where, keys) for where, _what, keys in rows}) == len(rows)   # each listed once
     dialog.close()
     # A shortcut changed on an action shows in the list: it cannot drift.
     window.view_actions["words"].setShortcut(QKeySequence("Ctrl+Shift+W"))
