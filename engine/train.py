@@ -522,9 +522,8 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
         if optimizer is not None and state.get("optim"):
             optimizer.load_state_dict(state["optim"])
         start_step = ck_step
-        if dist.is_main:
-            # Steps after the checkpoint are taken again: drop what they logged.
-            project.delete_metrics_after(run_id, start_step)
+    if dist.is_main:
+        forget_retaken_steps(project, run_id, start_step)
 
     model = method
     if dist.world_size > 1:
@@ -584,7 +583,11 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
         flush()
         yield Evaluation(run_id, 0, 0.0, base)
 
+    last_checkpoint = start_step if resumed is not None else None
+
     def checkpoint(step: int, epoch: int):
+        nonlocal last_checkpoint
+        last_checkpoint = step
         if is_main:
             state = {"model": method.state_dict(),
                      "optim": optimizer.state_dict() if optimizer is not None else {},
@@ -672,7 +675,8 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
 
     if stopped:
         flush()
-        yield checkpoint(step, step // steps_per_epoch)
+        if last_checkpoint != step:        # a stop right after an epoch's checkpoint has one already
+            yield checkpoint(step, step // steps_per_epoch)
         if is_main:
             project.update_run(run_id, status="stopped")
         yield Finished(run_id, "stopped", step, {})
@@ -693,6 +697,14 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
         project.update_run(run_id, status="finished", finished_at=_now())
         yield EmbeddingsSaved(run_id, emb_id, proj_id)
     yield Finished(run_id, "finished", step, metrics)
+
+
+def forget_retaken_steps(project, run_id: int, start_step: int) -> None:
+    """Drop the metrics of the steps a (re)started run takes again: those after the
+    checkpoint it resumes from, or all of them when it starts from step 0 (killed
+    before its first checkpoint, or stopped at step 0: its step-0 baselines are
+    computed again), so that every step is logged once."""
+    project.delete_metrics_after(run_id, start_step if start_step > 0 else -1)
 
 
 def earlier_raw_baselines(project, record, knn_k: int) -> dict[str, float]:

@@ -26,7 +26,8 @@ import torch
 from .data.text import HELDOUT, TRAIN, TextData
 from .methods.mlm import MaskedLanguageModel, build, step_generator
 from .train import (CheckpointSaved, EmbeddingsSaved, Evaluation, Event, Finished, RunConfig, RunControl,
-                    Started, Step, _now, epoch_order, lr_at, make_optimizer, pause_point, pick_device)
+                    Started, Step, _now, epoch_order, forget_retaken_steps, lr_at, make_optimizer, pause_point,
+                    pick_device)
 
 MAP_SENTENCES = 10_000        # sentences embedded for the map at the end (evenly spread)
 EVAL_SENTENCES = 2_000        # held-out sentences scored at each evaluation
@@ -60,9 +61,9 @@ def train_mlm(project, run_id: int, data, control: RunControl) -> Iterator[Event
         ck_step, _, state = resumed
         model = MaskedLanguageModel.from_state(cfg, state["model"])
         start_step = ck_step
-        project.delete_metrics_after(run_id, start_step)
     else:
         model = build(cfg, train_sentences, seed=tcfg.seed)     # tokenizer + token counts
+    forget_retaken_steps(project, run_id, start_step)
     model.to(device)
     optimizer = make_optimizer(model.parameters(), tcfg)
     if resumed is not None and state.get("optim"):
@@ -89,7 +90,11 @@ def train_mlm(project, run_id: int, data, control: RunControl) -> Iterator[Event
         flush()
         return out
 
+    last_checkpoint = start_step if resumed is not None else None
+
     def checkpoint(step: int, epoch: int) -> CheckpointSaved:
+        nonlocal last_checkpoint
+        last_checkpoint = step
         project.save_checkpoint(run_id, step, epoch, {"model": model.state_dict(),
                                                       "optim": optimizer.state_dict(), "step": step})
         return CheckpointSaved(run_id, step, epoch)
@@ -153,7 +158,8 @@ def train_mlm(project, run_id: int, data, control: RunControl) -> Iterator[Event
 
     if stopped:
         flush()
-        yield checkpoint(step, step // steps_per_epoch)
+        if last_checkpoint != step:        # a stop right after an epoch's checkpoint has one already
+            yield checkpoint(step, step // steps_per_epoch)
         project.update_run(run_id, status="stopped")
         yield Finished(run_id, "stopped", step, {})
         return

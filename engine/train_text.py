@@ -25,7 +25,8 @@ from .data.text import TRAIN, TextData
 from .methods import DataInfo, get_method
 from .methods.mlm import MaskedLanguageModel
 from .train import (CheckpointSaved, DistInfo, EmbeddingsSaved, Evaluation, Event, Failed, Finished,
-                    RunConfig, RunControl, Started, Step, _now, _readable_error, pause_point)
+                    RunConfig, RunControl, Started, Step, _now, _readable_error, forget_retaken_steps,
+                    pause_point)
 
 # The built-in check on the shapes captions: is a colour's nearest word a colour, a shape's a shape?
 SHAPES_GROUPS = {
@@ -167,7 +168,7 @@ def _train_text(project, run_id: int, data, control: RunControl) -> Iterator[Eve
         ck_step, _, state = resumed
         method.load_state_dict(state["model"])
         start_step = ck_step
-        project.delete_metrics_after(run_id, start_step)
+    forget_retaken_steps(project, run_id, start_step)
 
     project.update_run(run_id, status="running", device="cpu", error=None, started_at=record.started_at or _now())
     yield Started(run_id, "cpu", total_steps, steps_per_epoch, n_words, start_step,
@@ -186,7 +187,11 @@ def _train_text(project, run_id: int, data, control: RunControl) -> Iterator[Eve
         flush()
         return out
 
+    last_checkpoint = start_step if resumed is not None else None
+
     def checkpoint(step: int, epoch: int) -> CheckpointSaved:
+        nonlocal last_checkpoint
+        last_checkpoint = step
         project.save_checkpoint(run_id, step, epoch, {"model": method.state_dict(), "optim": {}, "step": step})
         return CheckpointSaved(run_id, step, epoch)
 
@@ -244,7 +249,8 @@ def _train_text(project, run_id: int, data, control: RunControl) -> Iterator[Eve
 
     if stopped:
         flush()
-        yield checkpoint(step, step // steps_per_epoch)
+        if last_checkpoint != step:        # a stop right after an epoch's checkpoint has one already
+            yield checkpoint(step, step // steps_per_epoch)
         project.update_run(run_id, status="stopped")
         yield Finished(run_id, "stopped", step, {})
         return

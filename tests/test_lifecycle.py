@@ -109,6 +109,11 @@ def test_kill_9_leaves_an_interrupted_run_that_can_be_resumed(project_file, chil
                 control.stop()
         assert isinstance(events[-1], Finished) and events[-1].status == "stopped"
         assert p.run(1).status == "stopped" and p.run(1).owner is None
+        # Whatever the killed process had logged past its last checkpoint is logged once, not twice.
+        logged = [m.step for m in p.metrics(1, "loss")]
+        assert logged == list(range(1, events[-1].step + 1))
+        names_at_0 = [m.name for m in p.metrics(1) if m.step == 0]
+        assert "raw_knn" in names_at_0 and len(names_at_0) == len(set(names_at_0))
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

@@ -12,7 +12,7 @@ from engine import workbench
 from engine.config import ConfigError
 from engine.data import load_images
 from engine.store import ownership
-from engine.train import Step, default_run_config
+from engine.train import Evaluation, RunControl, Started, Step, default_run_config
 
 FAST = {"epochs": "3", "batch_size": "128", "width": "8", "eval_every": "0", "timeline_items": "0", "threads": "1"}
 
@@ -99,3 +99,33 @@ def test_stored_configs_are_valid_json(project):
     (config,) = conn.execute("SELECT config FROM runs WHERE id = ?", (run_id,)).fetchone()
     conn.close()
     json.loads(config, parse_constant=lambda c: pytest.fail(f"{c} in a stored config"))
+
+
+def test_a_stop_right_after_an_epoch_end_saves_one_checkpoint(project):
+    run_id = workbench.create_run(project, "digits", "simclr", FAST)
+    control = RunControl()
+    for ev in workbench.run_training(project, run_id, control):
+        if isinstance(ev, Started):
+            per_epoch = ev.steps_per_epoch
+        if isinstance(ev, Step) and ev.step == per_epoch:      # the epoch's last step
+            control.stop()
+    assert project.run(run_id).status == "stopped"
+    assert [step for _, step, _ in project.checkpoints(run_id)] == [per_epoch]
+
+
+def test_every_step_is_logged_once_after_a_restart_from_step_0(project):
+    """Stopped before its first step (checkpoint at step 0), the run computes its step-0
+    baselines again when resumed: the first ones are dropped, not kept twice."""
+    run_id = workbench.create_run(project, "digits", "simclr", FAST)
+    control = RunControl()
+    for ev in workbench.run_training(project, run_id, control):
+        if isinstance(ev, Evaluation) and ev.step == 0:
+            control.stop()
+    assert project.run(run_id).status == "stopped"
+    assert [step for _, step, _ in project.checkpoints(run_id)] == [0]
+    baselines = sorted(m.name for m in project.metrics(run_id) if m.step == 0)
+    assert "raw_knn" in baselines
+    assert list(workbench.run_training(project, run_id))[-1].status == "finished"
+    assert sorted(m.name for m in project.metrics(run_id) if m.step == 0) == baselines
+    losses = [m.step for m in project.metrics(run_id, "loss")]
+    assert losses == list(range(1, len(losses) + 1))
