@@ -665,7 +665,9 @@ class Project:
                    error: str | None = None, started_at: datetime | None = None,
                    finished_at: datetime | None = None, config: dict | None = None,
                    name: str | None = None, tags: list[str] | None = None) -> None:
-        """Change the given fields; ``None`` leaves a field as it is."""
+        """Change the given fields; ``None`` leaves a field as it is. The status and
+        config of a run that another live process trains are its own: changing them
+        from here raises :class:`RunBusyError` (a name or tags may change any time)."""
         changes = {"status": status, "device": device, "error": error, "started_at": started_at,
                    "finished_at": finished_at, "config": config, "name": name,
                    "tags": list(tags) if tags is not None else None}
@@ -675,6 +677,10 @@ class Project:
             r = s.get(Run, run_id)
             if r is None:
                 raise self._missing("run", run_id)
+            holder = _owner_of(r)
+            if (status is not None or config is not None) and holder is not None and \
+                    holder != ownership.this_process() and ownership.is_alive(holder, r.heartbeat_at):
+                raise RunBusyError(self.path, run_id, holder, ownership.heartbeat_age(r.heartbeat_at))
             for field, value in changes.items():
                 if value is not None:
                     setattr(r, field, value)

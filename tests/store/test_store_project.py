@@ -432,3 +432,20 @@ def test_config_must_be_valid_json(project, run_id):
         with pytest.raises(ProjectError, match="not valid JSON"):
             project.update_run(run_id, config=bad)
     assert [r.id for r in project.runs()] == [run_id] and project.run(run_id).config == {"lr": 0.1}
+
+
+def test_only_the_owner_changes_a_live_runs_status(project, run_id):
+    """The app marks a run failed when its worker errs: a run another process trains
+    (its resume was refused) must keep the status that process gives it."""
+    _set_owner(project, run_id, status="running", owner_host="gpu-node-7", owner_pid=4242, owner_start=1,
+               heartbeat_at=_utc_text(0))
+    with pytest.raises(RunBusyError, match="gpu-node-7"):
+        project.update_run(run_id, status="failed", error="refused")
+    with pytest.raises(RunBusyError):
+        project.update_run(run_id, config={"lr": 1.0})
+    project.update_run(run_id, name="renamed", tags=["x"])       # labels are anyone's
+    r = project.run(run_id)
+    assert (r.status, r.error, r.config, r.name) == ("running", None, {"lr": 0.1}, "renamed")
+    _set_owner(project, run_id, heartbeat_at=_utc_text(HEARTBEAT_STALE_S + 1))     # now it is dead
+    project.update_run(run_id, status="failed")
+    assert project.run(run_id).status == "failed"
