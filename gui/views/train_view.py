@@ -1231,6 +1231,10 @@ class TrainView(QWidget):
         if evaluations_changed or self._axes_stale:
             self._axes_stale = False
             self._fit_evaluation_axes()
+        # Auto-range now, not while painting: a range found during a paint schedules a second
+        # paint of the plot (and of the collapse monitor linked to it), doubling each redraw's cost.
+        for plot in (self.loss_plot, self.knn_plot, self.collapse_plot):
+            plot.getViewBox().prepareForPaint()
 
     def _fit_evaluation_axes(self) -> None:
         """The evaluation plot's range: the run's epochs (from 0) across, and the accuracies with
