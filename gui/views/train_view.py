@@ -1,16 +1,17 @@
 """The Train view: pick a data set and a method, set the configs, train, watch.
 
 Training runs in a :class:`~gui.workers.TrainWorker`; this widget only reacts
-to its events. Events are folded into growable numpy buffers as they arrive
-and the curves are redrawn with ``setData`` at most ten times a second, so a
-fast run never floods the event loop with redraws.
+to its events. Events are only folded into growable numpy buffers as they
+arrive; a timer redraws what changed (the curves with ``setData``, the progress
+bar, ETA and throughput) about seven times a second, so a fast run never floods
+the event loop with redraws.
 
 Text methods (word2vec, the masked language model) get the same view with
 what fits them: only text data sets in the picker, no augmented views, words/s
 or tokens/s as the throughput and their own evaluation metric in the lower plot.
 
-Beside Start, an estimate of the time per epoch and the memory comes from a
-few dry-run steps (:func:`engine.estimate.estimate_run`) on a worker thread,
+Under Start, an estimate of the time (training + evaluation = total) and the
+memory comes from a few dry-run steps (:func:`engine.estimate.estimate_run`) on a worker thread,
 recomputed shortly after the settings change (the latest settings win; a
 stale estimate is cancelled). Runs can be queued: when a run finishes or
 fails, the next queued one starts. The collapse metrics the loop logs are
