@@ -637,8 +637,13 @@ class Project:
         return list(data)
 
     def delete_dataset(self, dataset_id: int) -> None:
-        """Delete a dataset with its runs and everything they hold."""
+        """Delete a dataset with its runs and everything they hold; refused with
+        :class:`RunBusyError` while a live process trains one of its runs."""
         with self._writing() as s:
+            for r in s.scalars(select(Run).where(Run.dataset_id == dataset_id, Run.owner_pid.is_not(None))):
+                holder = _owner_of(r)
+                if ownership.is_alive(holder, r.heartbeat_at):
+                    raise RunBusyError(self.path, r.id, holder, ownership.heartbeat_age(r.heartbeat_at))
             if s.execute(delete(Dataset).where(Dataset.id == dataset_id)).rowcount == 0:
                 raise self._missing("dataset", dataset_id)
 

@@ -405,6 +405,10 @@ def test_run_on_another_host_is_judged_by_its_heartbeat(project, run_id):
         project.delete_run(run_id)
     assert project.run(run_id).status == "running"     # refused means untouched
 
+    with pytest.raises(RunBusyError, match="gpu-node-7"):
+        project.delete_dataset(project.run(run_id).dataset_id)     # its runs would go with it
+    assert project.run(run_id).status == "running"     # refused means untouched
+
     _set_owner(project, run_id, heartbeat_at=_utc_text(HEARTBEAT_STALE_S + 1))
     assert project.run(run_id).status == "interrupted"
     project.delete_run(run_id)
