@@ -374,7 +374,8 @@ def _train_until_signal(project, run_id: int, quiet: bool, signals: StopOnSignal
               file=sys.stderr)
         return signals.exit_code()
     if signals.received:
-        print(resume_hint, file=sys.stderr)
+        if project.run(run_id).status != "finished":      # the signal may come during the final evaluation
+            print(resume_hint, file=sys.stderr)
         return signals.exit_code()
     return code
 
