@@ -762,11 +762,22 @@ class TrainView(QWidget):
     def _show_card(self, m) -> None:
         c = m.card
         link = f' <a href="{html.escape(c.url)}">paper</a>' if c.url else ""
+        needs = f"<br><i>Needs:</i> {html.escape(c.needs)}" if c.needs else ""
+        warning = self._data_warning(m)
+        warn = f"<br><span style='color:#b35c00'>⚠ {html.escape(warning)}</span>" if warning else ""
         self.card.setText(
             f"<b>{html.escape(c.title)}</b> <span style='color:gray'>· {html.escape(c.family)}</span><br>"
             f"<i>Learns:</i> {html.escape(c.learns)}<br>"
-            f"<i>Loss:</i> <span style='font-family: monospace'>{html.escape(c.loss)}</span><br>"
+            f"<i>Loss:</i> <span style='font-family: monospace'>{html.escape(c.loss)}</span>{needs}{warn}<br>"
             f"<small>{html.escape(c.paper)}{link}</small>")
+
+    def _data_warning(self, m) -> str | None:
+        """The method's own word on the chosen images (MAE on 8×8 digits), or None."""
+        rec = self._dataset_record()
+        size = rec.stats.get("size") if rec is not None and isinstance(rec.stats, dict) else None
+        if getattr(m, "modality", "images") != "images" or not size:
+            return None
+        return m.data_warning(int(size[0]), int(size[1]))
 
     def run_config(self):
         """The RunConfig the forms describe (ConfigError if a field is wrong)."""

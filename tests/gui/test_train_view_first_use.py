@@ -254,3 +254,17 @@ def test_interrupted_run_is_listed_and_resumes_to_the_end(window, project, qtbot
     assert tv.run_label.text() == f"Run #{run.id} finished at step {tv._total_steps}"
     assert tv.resume_combo.findData(run.id) < 0, "a finished run is no longer offered"
     assert np.all(np.diff(tv.loss.x) > 0), "the history and the resumed steps do not overlap"
+
+
+def test_method_card_says_what_mae_needs_and_warns_on_digits(window, qtbot):
+    """MAE on 8×8 digits ends at the untrained network's level: the card says what MAE needs,
+    and warns about these images before the run; SimCLR on the same digits gets no warning."""
+    tv = window.train_view
+    window.show_view("train")
+    tv.dataset_combo.setCurrentIndex(tv.dataset_combo.findText("digits", Qt.MatchFlag.MatchStartsWith))
+    tv.method_combo.setCurrentIndex(tv.method_combo.findData("mae"))
+    text = tv.card.text()
+    assert "Needs:" in text and "fine-tuning" in text
+    assert "⚠ MAE on 8×8 images" in text
+    tv.method_combo.setCurrentIndex(tv.method_combo.findData("simclr"))
+    assert "⚠" not in tv.card.text()
