@@ -20,7 +20,7 @@ from engine.train import Finished, RunControl, Step
 ROOT = Path(__file__).resolve().parents[1]
 # Long enough never to finish during a test (it is always stopped or killed),
 # with no per-epoch evaluation so that a stop lands between two steps.
-TRAIN = ["--dataset", "digits", "--method", "simclr", "--epochs", "50", "threads=1", "eval_every=0",
+TRAIN = ["--dataset", "digits", "--method", "simclr", "--epochs", "1000", "threads=1", "eval_every=0",
          "timeline_items=0", "width=8", "checkpoint_every=1000"]
 
 
@@ -137,11 +137,11 @@ def test_a_second_ctrl_c_aborts_and_leaves_the_run_interrupted(project_file, chi
     trainer = main_py("train", "-p", project_file, *TRAIN)
     children.append(trainer)
     # The run is claimed ("running") before its raw-pixel and untrained baselines are
-    # computed, which takes a few seconds and ends with the first step: two Ctrl+C
-    # 0.3 s apart both land before the loop could stop at a step.
+    # computed, which takes a second or more and ends with the first step: two Ctrl+C
+    # 0.2 s apart both land before the loop could stop at a step.
     wait_for_status(project_file, trainer, "running")
     trainer.send_signal(signal.SIGINT)
-    time.sleep(0.3)
+    time.sleep(0.2)
     trainer.send_signal(signal.SIGINT)
     _, err = trainer.communicate(timeout=60)
     assert trainer.returncode == 130, err
@@ -191,18 +191,28 @@ def test_a_second_trainer_is_refused_until_the_first_one_ends(project_file, chil
         assert logged == list(range(1, losses[-1] + 2))
 
 
-def test_two_processes_claiming_one_run_at_once_one_wins(project_file):
+def test_two_processes_claiming_one_run_at_once_one_wins(project_file, tmp_path):
+    """SQLite's write lock makes the check and the claim one step: of two processes that
+    claim together, exactly one wins and the other is told who holds the run."""
     with Project.open(project_file) as p:
         run_id = workbench.create_run(p, "digits", "simclr", {"epochs": "1"})
-    start = time.time() + 3        # both processes claim at this moment
-    code = (f"import time; from engine.store import Project, RunBusyError\n"
-            f"p = Project.open({str(project_file)!r})\n"
-            f"time.sleep(max(0, {start} - time.time()))\n"
-            f"try:\n    p.claim_run({run_id}); print('won', flush=True); time.sleep(2)\n"
-            f"except RunBusyError as e:\n    print('refused:', e.reason, flush=True)\n")
+    go, end = tmp_path / "go", tmp_path / "end"
+    code = (f"import pathlib, time; from engine.store import Project, RunBusyError\n"
+            f"p = Project.open({str(project_file)!r}); print('ready', flush=True)\n"
+            f"while not pathlib.Path({str(go)!r}).exists(): time.sleep(0.001)\n"
+            f"try:\n    p.claim_run({run_id}); print('won', flush=True)\n"
+            f"except RunBusyError as e:\n    print('refused:', e.reason, flush=True)\n"
+            f"while not pathlib.Path({str(end)!r}).exists(): time.sleep(0.01)\n")
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
              for _ in range(2)]
-    outs = [proc.communicate(timeout=60)[0].strip() for proc in procs]
+    try:
+        assert [proc.stdout.readline().strip() for proc in procs] == ["ready", "ready"]
+        go.touch()                                  # both claim now, while both are alive
+        outs = [proc.stdout.readline().strip() for proc in procs]
+    finally:
+        end.touch()
+        for proc in procs:
+            proc.communicate(timeout=60)
     assert sorted(o.split()[0] for o in outs) == ["refused:", "won"], outs
-    winner = procs[[o.startswith("won") for o in outs].index(True)]
+    winner = procs[[o == "won" for o in outs].index(True)]
     assert f"being trained by pid {winner.pid} on host" in next(o for o in outs if o.startswith("refused"))
