@@ -26,7 +26,7 @@ from PySide6.QtCore import QObject, QSettings, QSize, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QIcon, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QAbstractButton, QApplication, QDialog, QDialogButtonBox, QFileDialog,
                                QFrame, QHBoxLayout, QHeaderView, QLabel, QListWidget, QListWidgetItem,
-                               QMainWindow, QMessageBox, QPlainTextEdit, QProgressBar, QPushButton,
+                               QMainWindow, QMessageBox, QPlainTextEdit, QProgressBar,
                                QStackedWidget, QStyle, QStyledItemDelegate, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
@@ -95,8 +95,12 @@ def open_project_file(path: str | Path | None, *, demo: bool = False, create: bo
         say(-1, "checking the file…")
         project = Project.open(path)
     say(-1, "reading its data sets and runs…")
-    project.datasets()
-    project.runs()
+    try:                      # here, so that a file that cannot be read fails on this thread
+        project.datasets()
+        project.runs()
+    except BaseException:
+        project.close()
+        raise
     return project
 
 
