@@ -247,9 +247,10 @@ def test_trains_in_the_loop_and_resumes_to_the_same_weights(captions_project, on
     assert last["perplexity"] < 0.9 * last["unigram_perplexity"], last
     emb = workbench.final_embeddings(project, full)
     assert emb.split == "sentences" and emb.dim == 32
-    # Exported for the TensorBoard projector, each row is named by its sentence.
+    # Exported for the TensorBoard projector, each row is named by its sentence (one column:
+    # no header row, as the projector expects).
     out = workbench.export_embeddings(project, emb.id, tmp_path / "s.tsv", "tsv")
-    names = out[1].read_text(encoding="utf-8").splitlines()[1:]
+    names = out[1].read_text(encoding="utf-8").splitlines()
     ids, _ = project.load_embeddings(emb.id)
     data = workbench.load_dataset(project, "captions")
     assert names[:3] == [data.sentences[i] for i in ids[:3]]
