@@ -324,6 +324,17 @@ class StopOnSignals:
         return 128 + (self.received[-1] if self.received else signal.SIGINT)
 
 
+def _data_warning(project, dataset_id: int, method: str) -> str | None:
+    """The method's own word on the data set's images (MAE on 8×8 digits), or None."""
+    from .methods import get_method
+    stats = project.dataset(dataset_id).stats
+    size = stats.get("size") if isinstance(stats, dict) else None
+    cls = get_method(method)
+    if not size or getattr(cls, "modality", "images") != "images":
+        return None
+    return cls.data_warning(int(size[0]), int(size[1]))
+
+
 def cmd_train(args) -> int:
     from . import workbench
     from .train import RunControl
@@ -341,6 +352,9 @@ def cmd_train(args) -> int:
                 return signals.exit_code()
             run_id = workbench.create_run(project, dataset_id, args.method, overrides, name=args.name or "")
             print(f"run {run_id}: {args.method} on {project.dataset(dataset_id).name}", file=sys.stderr)
+            warning = _data_warning(project, dataset_id, args.method)
+            if warning:
+                print(f"note: {warning}", file=sys.stderr)
             if args.nproc > 1:
                 project.close()
                 from .distributed import launch

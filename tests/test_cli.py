@@ -378,3 +378,19 @@ def test_map_settings_are_refused_before_any_work(tmp_path, capsys, option, valu
     with pytest.raises(SystemExit) as done:
         main(["map", "-p", str(tmp_path / "none.pretext"), "-r", "1", option, value])
     assert done.value.code == 2 and needle in capsys.readouterr().err
+
+
+def test_train_notes_when_the_images_do_not_suit_the_method(tmp_path, capsys):
+    """MAE on the 8×8 digits says before training why it will learn little; SimCLR does not."""
+    p = tmp_path / "p.pretext"
+    assert run_cli("new", p, capsys=capsys)[0] == 0
+    code, _, err = run_cli("train", "--project", p, "--dataset", "digits", "--method", "mae", "--epochs", "1",
+                           "max_train_items=128", "batch_size=64", "eval_every=0", "timeline_items=0",
+                           "threads=1", capsys=capsys)
+    assert code == 0, err
+    assert "note: MAE on 8×8 images" in err
+    code, _, err = run_cli("train", "--project", p, "--dataset", "digits", "--method", "simclr", "--epochs", "1",
+                           "max_train_items=128", "batch_size=64", "eval_every=0", "timeline_items=0",
+                           "width=4", "threads=1", capsys=capsys)
+    assert code == 0, err
+    assert "note:" not in err
