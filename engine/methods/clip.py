@@ -41,6 +41,7 @@ from torch import nn
 from ..config import param
 from ..losses import clip_loss
 from ..nets import BACKBONES, build_backbone
+from ..retrieval import clip_metrics, item_captions
 from .base import DataInfo, Method, MethodCard
 
 PAD, UNK = 0, 1                       # token ids; words start at 2
@@ -51,13 +52,6 @@ _WORD = re.compile(r"[^\W_]+")        # runs of letters and digits, any script
 
 def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
-
-
-def item_captions(data) -> list[list[str]]:
-    """Each item's captions: ``data.captions[i]`` holds one caption per line."""
-    if data.captions is None:
-        return [[] for _ in range(data.n)]
-    return [[c.strip() for c in (cap or "").split("\n") if c.strip()] for cap in data.captions]
 
 
 def parse_held_out(text: str) -> list[tuple[str, str]]:
@@ -326,8 +320,7 @@ class CLIP(Method):
 
     # --- evaluation ---------------------------------------------------------------------
     def evaluate_extra(self, data, feats: np.ndarray, final: bool = False) -> dict[str, float]:
-        from .. import zero_shot
-        return zero_shot.clip_metrics(self, data, feats)
+        return clip_metrics(self, data, feats)
 
     def extra_embeddings(self, data) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         caps = item_captions(data)
