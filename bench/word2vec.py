@@ -37,7 +37,7 @@ NAME = "word2vec"
 def ours(data, arch: str, epochs: int, threads: int, seed: int):
     from engine.train import RunConfig, TrainConfig
     from engine.train_text import build_method, step_bounds, train_corpus, word_vectors
-    from engine.methods.word2vec import Word2VecConfig, _mix
+    from engine.methods.word2vec import Word2VecConfig, mix_seed
     cfg = Word2VecConfig(arch=arch, dim=100, window=5, negative=5, sample=1e-3, min_count=5, threads=threads)
     run = RunConfig("word2vec", TrainConfig(epochs=epochs, lr=0.025, seed=seed), cfg, None)
     tokens, offsets = train_corpus(data)
@@ -54,7 +54,7 @@ def ours(data, arch: str, epochs: int, threads: int, seed: int):
     for _ in range(epochs):
         for b in range(len(bounds) - 1):
             method.train_sentences(model_tokens, offsets, int(bounds[b]), int(bounds[b + 1]), lr(step),
-                                   lr(step + 1), _mix(seed, step))
+                                   lr(step + 1), mix_seed(seed, step))
             step += 1
     seconds = time.perf_counter() - t0
     method.close()

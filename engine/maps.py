@@ -71,7 +71,7 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- UMAP
 
-def _numba_cache_dir() -> str:
+def numba_cache_dir() -> str:
     """Point numba's on-disk cache at a writable folder unless the user chose one."""
     chosen = os.environ.get("NUMBA_CACHE_DIR")
     if chosen:
@@ -95,7 +95,7 @@ def _numba_cache_dir() -> str:
 
 
 def _import_umap():
-    _numba_cache_dir()
+    numba_cache_dir()
     try:
         import umap  # noqa: PLC0415 - deliberately lazy: importing compiles numba code
     except ImportError as exc:

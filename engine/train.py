@@ -431,11 +431,11 @@ def _train_reporting_failures(project, run_id: int, data, control: RunControl, d
         yield from _train(project, run_id, data, control, dist)
     except Exception as exc:  # noqa: BLE001 - every failure is reported, none is lost
         details = traceback.format_exc()
-        message = _readable_error(exc)
+        message = readable_error(exc)
         if dist.is_main:
             try:
                 project.update_run(run_id, status="failed", error=f"{message}\n\n{details}",
-                                   finished_at=_now())
+                                   finished_at=utc_now())
             except Exception:  # noqa: BLE001 - the file itself may be the problem
                 pass
         yield Failed(run_id, message, details)
@@ -462,14 +462,14 @@ def _mean_over_ranks(value: torch.Tensor, dist: DistInfo) -> float:
     return float(value)
 
 
-def _readable_error(exc: Exception) -> str:
+def readable_error(exc: Exception) -> str:
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
         return f"Out of memory: try a smaller batch size or backbone. ({exc})"
     return text
 
 
-def _now():
+def utc_now():
     from datetime import datetime, timezone
     return datetime.now(timezone.utc)
 
@@ -532,7 +532,7 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
 
     if is_main:
         project.update_run(run_id, status="running", device=str(device), error=None,
-                           started_at=record.started_at or _now())
+                           started_at=record.started_at or utc_now())
     yield Started(run_id, str(device), total_steps, steps_per_epoch, n_train, start_step)
 
     labels = data.labels
@@ -694,7 +694,7 @@ def _train(project, run_id: int, data: ImageData, control: RunControl, dist: Dis
             extra_id = project.save_embeddings(run_id, split, ids, vectors, epoch=int(final_epoch))
             project.save_projection(extra_id, "pca", {}, pca_2d(vectors))
         flush()
-        project.update_run(run_id, status="finished", finished_at=_now())
+        project.update_run(run_id, status="finished", finished_at=utc_now())
         yield EmbeddingsSaved(run_id, emb_id, proj_id)
     yield Finished(run_id, "finished", step, metrics)
 

@@ -26,7 +26,7 @@ import torch
 from .data.text import HELDOUT, TRAIN, TextData
 from .methods.mlm import MaskedLanguageModel, build, step_generator
 from .train import (CheckpointSaved, EmbeddingsSaved, Evaluation, Event, Finished, RunConfig, RunControl,
-                    Started, Step, _now, epoch_order, forget_retaken_steps, lr_at, make_optimizer, pause_point,
+                    Started, Step, utc_now, epoch_order, forget_retaken_steps, lr_at, make_optimizer, pause_point,
                     pick_device)
 
 MAP_SENTENCES = 10_000        # sentences embedded for the map at the end (evenly spread)
@@ -70,7 +70,7 @@ def train_mlm(project, run_id: int, data, control: RunControl) -> Iterator[Event
         optimizer.load_state_dict(state["optim"])
 
     project.update_run(run_id, status="running", device=str(device), error=None,
-                       started_at=record.started_at or _now())
+                       started_at=record.started_at or utc_now())
     yield Started(run_id, str(device), total_steps, steps_per_epoch, n_train, start_step,
                   items="sentences", rate="tokens/s")
 
@@ -172,6 +172,6 @@ def train_mlm(project, run_id: int, data, control: RunControl) -> Iterator[Event
     from .maps import pca_2d
     proj_id = project.save_projection(emb_id, "pca", {}, pca_2d(vectors))
     flush()
-    project.update_run(run_id, status="finished", finished_at=_now())
+    project.update_run(run_id, status="finished", finished_at=utc_now())
     yield EmbeddingsSaved(run_id, emb_id, proj_id)
     yield Finished(run_id, "finished", step, metrics)

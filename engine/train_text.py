@@ -25,7 +25,7 @@ from .data.text import TRAIN, TextData
 from .methods import DataInfo, get_method
 from .methods.mlm import MaskedLanguageModel
 from .train import (CheckpointSaved, DistInfo, EmbeddingsSaved, Evaluation, Event, Failed, Finished,
-                    RunConfig, RunControl, Started, Step, _now, _readable_error, forget_retaken_steps,
+                    RunConfig, RunControl, Started, Step, utc_now, readable_error, forget_retaken_steps,
                     pause_point)
 
 # The built-in check on the shapes captions: is a colour's nearest word a colour, a shape's a shape?
@@ -50,9 +50,9 @@ def train_text(project, run_id: int, data, control: RunControl | None = None,
             yield from _train_text(project, run_id, data, control)
     except Exception as exc:  # noqa: BLE001 - every failure is reported, none is lost
         details = traceback.format_exc()
-        message = _readable_error(exc)
+        message = readable_error(exc)
         try:
-            project.update_run(run_id, status="failed", error=f"{message}\n\n{details}", finished_at=_now())
+            project.update_run(run_id, status="failed", error=f"{message}\n\n{details}", finished_at=utc_now())
         except Exception:  # noqa: BLE001 - the file itself may be the problem
             pass
         yield Failed(run_id, message, details)
@@ -139,7 +139,7 @@ def build_method(run_cfg: RunConfig, data: TextData, tokens: np.ndarray):
 
 
 def _train_text(project, run_id: int, data, control: RunControl) -> Iterator[Event]:
-    from .methods.word2vec import _mix
+    from .methods.word2vec import mix_seed
     record = project.run(run_id)
     run_cfg = RunConfig.from_dict(record.config)
     tcfg, cfg = run_cfg.train, run_cfg.method_config
@@ -170,7 +170,7 @@ def _train_text(project, run_id: int, data, control: RunControl) -> Iterator[Eve
         start_step = ck_step
     forget_retaken_steps(project, run_id, start_step)
 
-    project.update_run(run_id, status="running", device="cpu", error=None, started_at=record.started_at or _now())
+    project.update_run(run_id, status="running", device="cpu", error=None, started_at=record.started_at or utc_now())
     yield Started(run_id, "cpu", total_steps, steps_per_epoch, n_words, start_step,
                   items="words", rate="words/s")
 
@@ -214,7 +214,7 @@ def _train_text(project, run_id: int, data, control: RunControl) -> Iterator[Eve
                     break
                 lr0, lr1 = lr_at(step), lr_at(step + 1)
                 loss, n_pred, words = method.train_sentences(model_tokens, offsets, int(bounds[b]),
-                                                             int(bounds[b + 1]), lr0, lr1, _mix(tcfg.seed, step))
+                                                             int(bounds[b + 1]), lr0, lr1, mix_seed(tcfg.seed, step))
                 if not np.isfinite(loss):
                     raise FloatingPointError(f"the loss became {loss} at step {step}: try a lower learning rate")
                 step += 1
@@ -264,6 +264,6 @@ def _train_text(project, run_id: int, data, control: RunControl) -> Iterator[Eve
     from .maps import pca_2d
     proj_id = project.save_projection(emb_id, "pca", {}, pca_2d(vectors))
     flush()
-    project.update_run(run_id, status="finished", finished_at=_now())
+    project.update_run(run_id, status="finished", finished_at=utc_now())
     yield EmbeddingsSaved(run_id, emb_id, proj_id)
     yield Finished(run_id, "finished", step, metrics)

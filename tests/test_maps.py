@@ -101,10 +101,10 @@ def test_numba_cache_dir_default(tmp_path, monkeypatch):
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delitem(sys.modules, "numba", raising=False)   # no live numba config to reload
-    assert maps._numba_cache_dir() == str(tmp_path / "pretext" / "numba")
+    assert maps.numba_cache_dir() == str(tmp_path / "pretext" / "numba")
     assert (tmp_path / "pretext" / "numba").is_dir()
     monkeypatch.setenv("NUMBA_CACHE_DIR", "/somewhere/else")
-    assert maps._numba_cache_dir() == "/somewhere/else"
+    assert maps.numba_cache_dir() == "/somewhere/else"
 
 
 # --------------------------------------------------------------------------- UMAP

@@ -39,10 +39,10 @@ import numpy as np
 import torch
 
 from ..config import ConfigError, param
-from ..maps import _numba_cache_dir
+from ..maps import numba_cache_dir
 from .base import DataInfo, Method, MethodCard
 
-_numba_cache_dir()            # before numba is imported: compiled kernels are cached on disk
+numba_cache_dir()            # before numba is imported: compiled kernels are cached on disk
 import numba  # noqa: E402
 
 MAX_EXP = 6.0
@@ -415,7 +415,7 @@ class Word2Vec(Method):
             lb = lr0 + (lr1 - lr0) * (offsets[b] - offsets[s_begin]) / span
             args = (tokens, offsets, a, b, syn0, out, self._keep, self._prob, self._alias, self._sig,
                     self._logsig, cfg.arch == "skipgram", cfg.cbow_mean, cfg.window, cfg.negative,
-                    cfg.objective == "softmax", float(la), float(lb), np.uint64(_mix(seed, t)))
+                    cfg.objective == "softmax", float(la), float(lb), np.uint64(mix_seed(seed, t)))
             jobs.append(args)
         if len(jobs) == 1:
             results = [train_block(*jobs[0])]
@@ -441,7 +441,7 @@ class Word2Vec(Method):
         return self.syn0.numpy()
 
 
-def _mix(*parts: int) -> int:
+def mix_seed(*parts: int) -> int:
     """A well-spread 64-bit seed from small integers (splitmix64 steps)."""
     x = 0x9E3779B97F4A7C15
     for p in parts:
