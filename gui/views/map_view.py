@@ -24,6 +24,9 @@ PCA and rotated/reflected onto the previous frame (orthogonal Procrustes), so
 that the frames differ only by what training changed, not by an arbitrary
 rotation of the axes. A slider and a play button step through them, with the
 points moving smoothly between frames.
+
+What is computed (the run's points, UMAP, clusters, the lasso's polygon test, the
+aligned timeline) lives in :mod:`engine.explore.map`, Qt-free; this module draws it.
 """
 from __future__ import annotations
 
@@ -38,6 +41,9 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QFrame, QHBoxLay
                                QListView, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSlider,
                                QSpinBox, QSplitter, QStackedWidget, QStyle, QToolButton, QVBoxLayout,
                                QWidget)
+
+from engine.explore.map import (MapData, Timeline, compute_clusters, compute_timeline, compute_umap,
+                                load_map_data, points_in_polygon)
 
 from ..images import thumbnail
 from ..theme import accent, category_colors, is_dark, style_plot
@@ -61,134 +67,6 @@ TIMELINE_SUBSTEPS = 10
 TIMELINE_TICK_MS = 40
 #: Typing a caption word or a k waits this long for the next key before recolouring.
 RECOLOUR_DELAY_MS = 250
-
-
-def load_map_data(project, run_id: int) -> dict:
-    """Everything the view shows for one run (runs on a worker thread)."""
-    from engine.workbench import final_embeddings, item_captions, item_names, load_dataset
-    emb = final_embeddings(project, run_id)
-    if emb is None:
-        raise ValueError(f"run {run_id} has no final embeddings yet (it has not finished)")
-    ids, vectors = project.load_embeddings(emb.id)
-    projections = {}
-    for p in project.projections(emb.id):
-        projections[p.kind] = (p.id, project.load_projection(p.id))   # the latest of each kind wins
-    run = project.run(run_id)
-    data = load_dataset(project, run.dataset_id)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    unit = vectors / np.maximum(norms, 1e-12)
-    n_timeline = len({e.epoch for e in project.embedding_sets(run_id) if e.split == "timeline"})
-    # The items are sentences (the masked language model), words (word2vec) or images.
-    if emb.split == "sentences":
-        points = "sentences"
-    else:
-        points = "words" if getattr(data, "modality", "images") == "text" else "images"
-    # row_of[item id] = its row on the map (-1: not on it), to find the same items in a second map.
-    row_of = np.full(int(ids.max()) + 1 if len(ids) else 0, -1, np.int64)
-    row_of[ids] = np.arange(len(ids))
-    return {"run_id": run_id, "embedding_id": emb.id, "split": emb.split, "ids": ids, "vectors": vectors,
-            "unit": unit, "projections": projections, "data": data, "run": run, "n_timeline": n_timeline,
-            "names": item_names(data, emb), "texts": item_captions(data, emb), "points": points,
-            "row_of": row_of}
-
-
-def compute_umap(project, embedding_id: int, progress=None) -> tuple[int, int, np.ndarray]:
-    """Compute and store the UMAP map (on a worker thread): (embedding id, projection id, coords)."""
-    from engine.workbench import compute_map
-    proj_id = compute_map(project, embedding_id, "umap")
-    if progress is not None:
-        progress(1.0, "done")
-    return embedding_id, proj_id, project.load_projection(proj_id)
-
-
-def compute_clusters(embedding_id: int, vectors: np.ndarray, k: int) -> tuple[int, int, np.ndarray]:
-    """k-means clusters of an embedding set (on a worker thread): (embedding id, k, labels)."""
-    from engine.workbench import cluster_embeddings
-    return embedding_id, k, cluster_embeddings(vectors, k)
-
-
-def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """Which of the (n, 2) ``points`` lie inside the closed (m, 2) ``polygon``.
-
-    Even-odd rule: a ray from the point to the right crosses the outline an odd
-    number of times. Vectorised over the points, one pass per edge, after a
-    bounding-box cut (a lasso is usually small beside the map). NaN points (not
-    drawn) are outside."""
-    pts = np.asarray(points, np.float64)
-    poly = np.asarray(polygon, np.float64)
-    inside = np.zeros(len(pts), bool)
-    if len(poly) < 3 or not len(pts):
-        return inside
-    lo, hi = poly.min(axis=0), poly.max(axis=0)
-    with np.errstate(invalid="ignore"):
-        cand = np.flatnonzero((pts[:, 0] >= lo[0]) & (pts[:, 0] <= hi[0])
-                              & (pts[:, 1] >= lo[1]) & (pts[:, 1] <= hi[1]))
-    x, y = pts[cand, 0], pts[cand, 1]
-    odd = np.zeros(len(cand), bool)
-    for (ax, ay), (bx, by) in zip(poly, np.roll(poly, -1, axis=0)):
-        c = np.flatnonzero((ay > y) != (by > y))       # the edge spans the point's height
-        if len(c):
-            x_edge = ax + (y[c] - ay) * (bx - ax) / (by - ay)
-            odd[c] ^= x[c] < x_edge
-    inside[cand] = odd
-    return inside
-
-
-def align_frames(frames: list[np.ndarray]) -> np.ndarray:
-    """PCA maps of successive embeddings of the same items, each rotated (or reflected)
-    onto the one before: (F, n, 2), centred, scaled together to about [-1, 1].
-
-    Each frame is centred and scaled to unit RMS radius, then turned by the orthogonal
-    matrix R minimising ||frame·R − previous|| (Procrustes: R = U Vᵀ from the SVD of
-    frameᵀ·previous), so only what training changed moves between frames."""
-    from engine.maps import normalise_coords, pca_2d
-    out, prev = [], None
-    for x in frames:
-        c = pca_2d(x).astype(np.float64)
-        c -= c.mean(axis=0)
-        rms = float(np.sqrt((c ** 2).sum(axis=1).mean()))
-        if rms > 0:
-            c /= rms
-        if prev is not None:
-            u, _, vt = np.linalg.svd(c.T @ prev)
-            c = c @ (u @ vt)
-        out.append(c)
-        prev = c
-    stacked = np.stack(out) if out else np.zeros((0, 0, 2))
-    if stacked.size:
-        stacked = normalise_coords(stacked.reshape(-1, 2)).reshape(stacked.shape)
-    return stacked.astype(np.float32)
-
-
-def compute_timeline(project, run_id: int) -> dict:
-    """The aligned frames of a run's timeline (on a worker thread): {"run_id", "epochs",
-    "ids" (item ids of the sample), "frames" (F, n, 2)}. The last frame is the final embedding
-    of the same items."""
-    from engine.workbench import final_embeddings
-    latest: dict[int, object] = {}
-    for e in project.embedding_sets(run_id):
-        if e.split == "timeline":
-            latest[int(e.epoch or 0)] = e           # a resumed run may store an epoch again: keep the last
-    epochs = sorted(latest)
-    ids, vectors = None, []
-    for ep in epochs:
-        ids_e, v = project.load_embeddings(latest[ep].id)
-        if ids is None:
-            ids = ids_e
-        elif not np.array_equal(ids_e, ids):
-            raise ValueError(f"the timeline of run {run_id} changed its sample at epoch {ep}")
-        vectors.append(v)
-    final = final_embeddings(project, run_id)
-    if final is not None and ids is not None:
-        f_ids, f_vec = project.load_embeddings(final.id)
-        pos = {int(i): k for k, i in enumerate(f_ids)}
-        if all(int(i) in pos for i in ids):
-            vectors.append(f_vec[[pos[int(i)] for i in ids]])
-            epochs.append(int(final.epoch or (epochs[-1] + 1 if epochs else 0)))
-    if len(vectors) < 2:
-        raise ValueError("this run has no timeline: it stored embeddings at fewer than two evaluations "
-                         "(train for two epochs or more with evaluations on)")
-    return {"run_id": run_id, "epochs": epochs, "ids": ids, "frames": align_frames(vectors)}
 
 
 def _brush_array(colours: list[QColor]) -> np.ndarray:
@@ -300,7 +178,7 @@ class MapView(QWidget):
         self.compact = compact
         self.project = None
         self.run_id: int | None = None
-        self.info: dict | None = None
+        self.info: MapData | None = None
         self.kind = ""                          # the projection on screen
         self.coords: np.ndarray | None = None   # (n, 2) as drawn
         self.labels: np.ndarray | None = None   # colour group per point
@@ -326,8 +204,8 @@ class MapView(QWidget):
         self._faded = _brush_array([QColor(78, 121, 167, FADED_ALPHA)])
         self._brushes = np.empty(0, dtype=object)     # per point, indexes into the palettes
         self._umap_error = ""
-        self.timeline: dict | None = None        # compute_timeline's result for the shown run
-        self.timeline_points = np.zeros(0, np.int64)   # map points (rows of info["ids"]) in the timeline
+        self.timeline: Timeline | None = None    # compute_timeline's result for the shown run
+        self.timeline_points = np.zeros(0, np.int64)   # map points (rows of info.ids) in the timeline
         self._timeline_worker: FunctionWorker | None = None
         self._timeline_run_id: int | None = None
         self._play_timer = QTimer(self)
@@ -680,28 +558,28 @@ class MapView(QWidget):
         self._loading_run = None
         self.status.setText(f"Could not load the map: {message}")
 
-    def _on_loaded(self, info: dict) -> None:
-        if info["run_id"] == self._loading_run:
+    def _on_loaded(self, info: MapData) -> None:
+        if info.run_id == self._loading_run:
             self._loading_run = None
-        if info["run_id"] != self.run_id:
+        if info.run_id != self.run_id:
             return  # the user picked another run meanwhile
         self.info = info
         self.pages.setCurrentIndex(1)
-        run = info["run"]
+        run = info.run
         self.title.setText(f"#{run.id} {run.name or run.method}")
         # The same run loaded again (a refresh) keeps its timeline; another run starts without one.
-        keep_timeline = self.timeline_active and self._timeline_run_id == info["run_id"]
+        keep_timeline = self.timeline_active and self._timeline_run_id == info.run_id
         if not keep_timeline:
-            self._reset_timeline(info.get("n_timeline", 0))
-        data = info["data"]
+            self._reset_timeline(info.n_timeline)
+        data = info.data
         self.colour_combo.blockSignals(True)
         self.colour_combo.clear()
         if data.labels is not None:
             self.colour_combo.addItem("label", "label")
         for attr in getattr(data, "attributes", {}):     # text data sets have none
             self.colour_combo.addItem(attr, f"attr:{attr}")
-        if info["texts"] is not None:
-            what = "sentence" if info["points"] == "sentences" else "caption"
+        if info.texts is not None:
+            what = "sentence" if info.points == "sentences" else "caption"
             self.colour_combo.addItem(f"{what} contains…", "caption")
         self.colour_combo.addItem("cluster (k-means)", "cluster")
         self.colour_combo.addItem("nothing", "none")
@@ -712,17 +590,14 @@ class MapView(QWidget):
         self._show_colour_extras()
         self._apply_colours()
         self.clear_selection()
-        want = "umap" if "umap" in info["projections"] else "pca"
-        if "pca" not in info["projections"] and "umap" not in info["projections"]:
-            from engine.maps import pca_2d
-            info["projections"]["pca"] = (None, pca_2d(info["vectors"]))
+        want = "umap" if "umap" in info.projections else "pca"
         self._draw(want)
         self._update_selection_ui()
-        if keep_timeline and self.timeline is not None and self.timeline["run_id"] == info["run_id"]:
+        if keep_timeline and self.timeline is not None and self.timeline.run_id == info.run_id:
             self._on_timeline(self.timeline)
         if not self.compact:
             self._fill_compare()
-        if "umap" not in info["projections"] and self.auto_umap:
+        if "umap" not in info.projections and self.auto_umap:
             self.start_umap()
 
     # ------------------------------------------------------------------ UMAP
@@ -732,7 +607,7 @@ class MapView(QWidget):
         if self._umap_worker is not None and self._umap_worker.is_running():
             return
         self._umap_error = ""
-        worker = FunctionWorker(compute_umap, self.project, self.info["embedding_id"], thread_name="pretext-umap")
+        worker = FunctionWorker(compute_umap, self.project, self.info.embedding_id, thread_name="pretext-umap")
         worker.result.connect(self._on_umap)
         worker.errored.connect(self._on_umap_error)
         worker.finished.connect(self._on_umap_finished)
@@ -743,9 +618,9 @@ class MapView(QWidget):
 
     def _on_umap(self, result) -> None:
         emb_id, proj_id, coords = result
-        if self.info is None or emb_id != self.info["embedding_id"]:
+        if self.info is None or emb_id != self.info.embedding_id:
             return
-        self.info["projections"]["umap"] = (proj_id, coords)
+        self.info.projections["umap"] = (proj_id, coords)
         if self.timeline_active:
             self.kind = "umap"       # shown when the timeline is closed
             return
@@ -787,12 +662,12 @@ class MapView(QWidget):
             self.play_button.setChecked(False)
             if self.info is not None:
                 kind = self.kind_combo.currentData() or "pca"
-                self._draw(kind if kind in self.info["projections"] else "pca")
+                self._draw(kind if kind in self.info.projections else "pca")
             return
         if self.info is None:
             self.timeline_button.setChecked(False)
             return
-        if self.timeline is not None and self.timeline["run_id"] == self.run_id:
+        if self.timeline is not None and self.timeline.run_id == self.run_id:
             self._show_timeline()
             return
         if self._timeline_worker is not None and self._timeline_worker.is_running():
@@ -805,12 +680,12 @@ class MapView(QWidget):
         self._timeline_worker = worker
         worker.start()
 
-    def _on_timeline(self, result: dict) -> None:
-        if self.info is None or result["run_id"] != self.run_id:
+    def _on_timeline(self, result: Timeline) -> None:
+        if self.info is None or result.run_id != self.run_id:
             return
-        pos = {int(i): k for k, i in enumerate(self.info["ids"])}
+        pos = {int(i): k for k, i in enumerate(self.info.ids)}
         self.timeline = result
-        self.timeline_points = np.array([pos[int(i)] for i in result["ids"]], np.int64)
+        self.timeline_points = np.array([pos[int(i)] for i in result.ids], np.int64)
         if self.timeline_active:
             self._show_timeline()
 
@@ -819,7 +694,7 @@ class MapView(QWidget):
         self.status.setText(f"No timeline: {message}")
 
     def _show_timeline(self) -> None:
-        frames = self.timeline["frames"]
+        frames = self.timeline.frames
         self.timeline_slider.blockSignals(True)
         self.timeline_slider.setRange(0, (len(frames) - 1) * TIMELINE_SUBSTEPS)
         self.timeline_slider.setPageStep(TIMELINE_SUBSTEPS)
@@ -840,13 +715,13 @@ class MapView(QWidget):
 
     def _draw_timeline(self, value: int) -> None:
         """Draw slider position ``value``: between two frames the points are interpolated."""
-        frames, epochs = self.timeline["frames"], self.timeline["epochs"]
+        frames, epochs = self.timeline.frames, self.timeline.epochs
         t = value / TIMELINE_SUBSTEPS
         i = min(int(t), len(frames) - 2)
         f = t - i
         c = ((1 - f) * frames[i] + f * frames[i + 1]).astype(np.float32)
         pts = self.timeline_points
-        coords = np.full((len(self.info["ids"]), 2), np.nan, np.float32)
+        coords = np.full((len(self.info.ids), 2), np.nan, np.float32)
         coords[pts] = c
         self.coords = coords
         n = len(pts)
@@ -877,9 +752,9 @@ class MapView(QWidget):
     def _update_status(self) -> None:
         if self.info is None or self.coords is None:
             return
-        run = self.info["run"]
-        noun = {"sentences": "sentences", "words": "words"}.get(self.info["points"], "items")
-        text = (f"{self.kind.upper()} of {len(self.coords):,} {noun} · {self.info['vectors'].shape[1]}-d "
+        run = self.info.run
+        noun = {"sentences": "sentences", "words": "words"}.get(self.info.points, "items")
+        text = (f"{self.kind.upper()} of {len(self.coords):,} {noun} · {self.info.vectors.shape[1]}-d "
                 f"{run.method} features")
         busy = self._umap_worker is not None and self._umap_worker.is_running()
         if busy:
@@ -895,7 +770,7 @@ class MapView(QWidget):
             self.set_timeline(False)
         if self.info is None or kind == self.kind:
             return
-        if kind in self.info["projections"]:
+        if kind in self.info.projections:
             self._draw(kind)
         elif kind == "umap":
             self.start_umap()
@@ -917,8 +792,8 @@ class MapView(QWidget):
 
     def _apply_colours(self) -> None:
         """Colour groups per point for the chosen colouring, and the per-point brushes."""
-        data = self.info["data"]
-        ids = self.info["ids"]
+        data = self.info.data
+        ids = self.info.ids
         key = self.colour_combo.currentData() or "none"
         colours: list[QColor] | None = None
         self.match_count = None
@@ -933,7 +808,7 @@ class MapView(QWidget):
         elif key == "caption" and self.caption_edit.text().strip():
             from engine.workbench import caption_matches
             query = self.caption_edit.text().strip()
-            match = caption_matches(self.info["texts"], ids, query)
+            match = caption_matches(self.info.texts, ids, query)
             m = self.match_count = int(match.sum())
             groups = match.astype(np.int64)
             names = [f"other ({len(ids) - m:,})", f"contains “{query}” ({m:,})"]
@@ -941,7 +816,7 @@ class MapView(QWidget):
             self.colour_note.setText(f"{m:,} of {len(ids):,}")
         elif key == "cluster":
             k = self.k_spin.value()
-            labels = self._clusters.get((self.info["embedding_id"], k))
+            labels = self._clusters.get((self.info.embedding_id, k))
             if labels is None:
                 self._start_clusters(k)
                 groups = np.zeros(len(ids), np.int64)
@@ -989,9 +864,9 @@ class MapView(QWidget):
     def _start_clusters(self, k: int) -> None:
         if self._cluster_worker is not None and self._cluster_worker.is_running():
             args = self._cluster_worker.args
-            if args[0] == self.info["embedding_id"] and args[2] == k:
+            if args[0] == self.info.embedding_id and args[2] == k:
                 return          # already on its way
-        worker = FunctionWorker(compute_clusters, self.info["embedding_id"], self.info["vectors"], k,
+        worker = FunctionWorker(compute_clusters, self.info.embedding_id, self.info.vectors, k,
                                 thread_name="pretext-kmeans")
         worker.result.connect(self._on_clusters)
         worker.errored.connect(self._on_clusters_error)
@@ -1001,7 +876,7 @@ class MapView(QWidget):
     def _on_clusters(self, result) -> None:
         emb_id, k, labels = result
         self._clusters[(emb_id, k)] = labels
-        if (self.info is not None and emb_id == self.info["embedding_id"] and k == self.k_spin.value()
+        if (self.info is not None and emb_id == self.info.embedding_id and k == self.k_spin.value()
                 and self.colour_combo.currentData() == "cluster"):
             self._on_colour_chosen()
 
@@ -1011,7 +886,7 @@ class MapView(QWidget):
 
     # ------------------------------------------------------------------ drawing
     def _draw(self, kind: str) -> None:
-        coords = np.asarray(self.info["projections"][kind][1], np.float32)
+        coords = np.asarray(self.info.projections[kind][1], np.float32)
         from engine.maps import normalise_coords
         self.coords = normalise_coords(coords)
         self.kind = kind
@@ -1061,10 +936,10 @@ class MapView(QWidget):
     # ------------------------------------------------------------------ items
     def item_text(self, i: int) -> str:
         """Label, caption and name of map point ``i``, as HTML."""
-        data = self.info["data"]
-        item = int(self.info["ids"][i])
-        names = self.info["names"]
-        points = self.info["points"]
+        data = self.info.data
+        item = int(self.info.ids[i])
+        names = self.info.names
+        points = self.info.points
         if points == "sentences":
             part = "held-out" if int(data.split[item]) == 1 else "training"
             return f"{html.escape(names[item])}<br><small>sentence {item:,} · {part} text</small>"
@@ -1081,30 +956,26 @@ class MapView(QWidget):
         return "<br>".join(lines)
 
     def _label_of(self, item: int) -> str:
-        data = self.info["data"]
+        data = self.info.data
         lab = int(data.labels[item])
         names = data.class_names or []
         return names[lab] if lab < len(names) else str(lab)
 
     def item_image(self, i: int) -> np.ndarray | None:
         """Point ``i``'s image, or None for data without images (a text run's points are words)."""
-        images = getattr(self.info["data"], "images", None)
-        return None if images is None else images[int(self.info["ids"][i])]
+        images = getattr(self.info.data, "images", None)
+        return None if images is None else images[int(self.info.ids[i])]
 
     @property
     def shows_words(self) -> bool:
         """The shown run's points are text (words or sentences), not images."""
-        return self.info is not None and self.info["points"] != "images"
+        return self.info is not None and self.info.shows_words
 
     def rows_of(self, items) -> np.ndarray:
         """The map rows of item ids ``items`` (those not on this map are left out)."""
         if self.info is None:
             return np.zeros(0, np.int64)
-        items = np.asarray(items, np.int64).ravel()
-        row_of = self.info["row_of"]
-        ok = (items >= 0) & (items < len(row_of))
-        rows = row_of[items[ok]]
-        return rows[rows >= 0]
+        return self.info.rows_of(items)
 
     def point_at(self, scene_pos) -> int | None:
         """The point nearest ``scene_pos`` within a few pixels, or None."""
@@ -1158,7 +1029,7 @@ class MapView(QWidget):
         self.hover_card.move(max(0, int(x)), max(0, int(y)))
         self.hover_card.show()
         self.hover_card.raise_()
-        item = int(self.info["ids"][i])
+        item = int(self.info.ids[i])
         if item != self._hovered_item:
             self._hovered_item = item
             self.hovered.emit(item)
@@ -1187,15 +1058,7 @@ class MapView(QWidget):
 
     def nearest(self, i: int, k: int = N_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
         """Indices and cosine similarities of the ``k`` points nearest to ``i`` (itself excluded)."""
-        unit = self.info["unit"]
-        sims = unit @ unit[i]
-        sims[i] = -np.inf
-        k = min(k, len(sims) - 1)
-        if k <= 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        top = np.argpartition(-sims, k - 1)[:k]
-        top = top[np.argsort(-sims[top], kind="stable")]
-        return top, sims[top]
+        return self.info.nearest(i, k)
 
     def select_point(self, i: int, emit: bool = True) -> None:
         """Show point ``i`` and its nearest neighbours in the side panel (and, with ``emit``,
@@ -1214,21 +1077,21 @@ class MapView(QWidget):
             self.selected_image.setPixmap(thumbnail(image, 128))
         self.selected_title.setText(self.item_text(i))
         self.neighbour_list.clear()
-        names = self.info["names"]
-        points = self.info["points"]
+        names = self.info.names
+        points = self.info.points
         text = points != "images"
         # Words and sentences are listed one per line with their similarity; images as a grid.
         self.neighbour_list.setViewMode(QListView.ViewMode.ListMode if text else QListView.ViewMode.IconMode)
         self.neighbour_list.setGridSize(QSize() if text else QSize(NEIGHBOUR_THUMB + 30, NEIGHBOUR_THUMB + 40))
         for j, s in zip(self.neighbours, self.neighbour_sims):
-            item = int(self.info["ids"][j])
+            item = int(self.info.ids[j])
             if points == "words":
                 it = QListWidgetItem(f"{names[item]}   {s:.3f}")
             elif points == "sentences":
                 it = QListWidgetItem(f"{s:.3f}   {names[item]}")
                 it.setToolTip(names[item])
             else:
-                if self.info["data"].labels is not None:
+                if self.info.data.labels is not None:
                     name = self._label_of(item)
                 else:
                     name = names[item].rsplit("/", 1)[-1]
@@ -1238,7 +1101,7 @@ class MapView(QWidget):
             self.neighbour_list.addItem(it)
         self._update_highlight()
         if emit:
-            self.item_clicked.emit(int(self.info["ids"][i]))
+            self.item_clicked.emit(int(self.info.ids[i]))
 
     def select_item(self, item: int) -> None:
         """Select item id ``item`` if it is on this map (a click in the linked map)."""
@@ -1277,7 +1140,7 @@ class MapView(QWidget):
         if self.info is None:
             return
         rows = np.unique(np.asarray(rows, np.int64).ravel())
-        self.selection = rows[(rows >= 0) & (rows < len(self.info["ids"]))]
+        self.selection = rows[(rows >= 0) & (rows < len(self.info.ids))]
         self._compose_brushes()
         self._push_brushes()
         self._update_selection_ui()
@@ -1292,7 +1155,7 @@ class MapView(QWidget):
         """Item ids of the selection (indices into the data set, vocabulary or sentences)."""
         if self.info is None:
             return np.zeros(0, np.int64)
-        return np.asarray(self.info["ids"], np.int64)[self.selection]
+        return np.asarray(self.info.ids, np.int64)[self.selection]
 
     def clear_lasso(self) -> None:
         if len(self.selection):
@@ -1317,15 +1180,15 @@ class MapView(QWidget):
         n = len(self.selection)
         rows = self.selection[:GRID_CAP]
         dlg = QDialog(self)
-        run = self.info["run"]
+        run = self.info.run
         dlg.setWindowTitle(f"Selection of {n:,} items: #{run.id} {run.name or run.method}")
         v = QVBoxLayout(dlg)
         dlg.note = QLabel(f"{n:,} items selected" if n <= GRID_CAP else
                           f"Showing the first {GRID_CAP:,} of {n:,} selected items (export the selection "
                           "for all of them).")
         dlg.list = lst = QListWidget()
-        names = self.info["names"]
-        images = self.info["points"] == "images"
+        names = self.info.names
+        images = self.info.points == "images"
         if images:
             lst.setViewMode(QListView.ViewMode.IconMode)
             lst.setIconSize(QSize(GRID_THUMB, GRID_THUMB))
@@ -1336,9 +1199,9 @@ class MapView(QWidget):
         else:
             lst.setWordWrap(True)
         for r in rows:
-            item = int(self.info["ids"][r])
+            item = int(self.info.ids[r])
             if images:
-                label = self._label_of(item) if self.info["data"].labels is not None else \
+                label = self._label_of(item) if self.info.data.labels is not None else \
                     names[item].rsplit("/", 1)[-1]
                 it = QListWidgetItem(QIcon(thumbnail(self.item_image(int(r)), GRID_THUMB)), label)
                 it.setToolTip(self.item_text(int(r)).replace("<br>", "\n"))
@@ -1366,7 +1229,7 @@ class MapView(QWidget):
         from engine.workbench import export_selection as write_selection
         rows = self.selection
         try:
-            out = write_selection(path, self.info["data"], self.info["split"], self.selected_items(),
+            out = write_selection(path, self.info.data, self.info.split, self.selected_items(),
                                   self.coords[rows])
         except OSError as exc:
             error_dialog(self, "Export failed", f"Could not write {path}: {exc}")
@@ -1387,11 +1250,11 @@ class MapView(QWidget):
         # here first would stall the window for seconds).
         if self.info is not None and self.project is not None:
             from engine.workbench import final_embeddings
-            for r in reversed(self.project.runs(self.info["run"].dataset_id)):
+            for r in reversed(self.project.runs(self.info.run.dataset_id)):
                 if r.status != "finished" or r.id == self.run_id:
                     continue
                 emb = final_embeddings(self.project, r.id)
-                if emb is not None and emb.split == self.info["split"]:
+                if emb is not None and emb.split == self.info.split:
                     self.compare_combo.addItem(f"#{r.id} {r.name or r.method}", r.id)
         i = self.compare_combo.findData(current) if current is not None else 0
         self.compare_combo.setCurrentIndex(max(i, 0))
@@ -1471,4 +1334,4 @@ class MapView(QWidget):
                     p._on_colour_chosen()
         p.select_items(self.selected_items())
         if self.selected_index is not None and self.info is not None:
-            p.select_item(int(self.info["ids"][self.selected_index]))
+            p.select_item(int(self.info.ids[self.selected_index]))

@@ -94,7 +94,7 @@ def drag_lasso(vb, polygon, modifiers=Qt.KeyboardModifier.NoModifier):
 
 
 def test_points_in_polygon_matches_qt():
-    from gui.views.map_view import points_in_polygon
+    from engine.explore.map import points_in_polygon
     rng = np.random.default_rng(0)
     pts = rng.uniform(-1, 1, size=(3000, 2))
     pts[:5] = np.nan                                              # not drawn: never inside
@@ -113,8 +113,8 @@ def test_sentence_map_hover_caption_word_and_clusters(window, project, qtbot):
     _, data = import_dataset(project, "shapes-captions", "captions", n=400)
     run_id = trained(project, "captions", "mlm", MLM_TINY)
     mv = open_map(window, qtbot, run_id)
-    ids = mv.info["ids"]
-    assert mv.info["points"] == "sentences" and mv.shows_words and len(ids) == data.n
+    ids = mv.info.ids
+    assert mv.info.points == "sentences" and mv.shows_words and len(ids) == data.n
     assert "sentences" in mv.status.text()
 
     # Hover: the sentence itself, not the vocabulary word with the same index.
@@ -153,7 +153,7 @@ def test_sentence_map_hover_caption_word_and_clusters(window, project, qtbot):
     qtbot.waitUntil(lambda: mv.colour_note.text() == "5 clusters", timeout=30_000)
     colours = [b.color().name() for b in mv.scatter.data["brush"]]
     assert len(set(colours)) == 5
-    expected = cluster_embeddings(mv.info["vectors"], 5)
+    expected = cluster_embeddings(mv.info.vectors, 5)
     np.testing.assert_array_equal(mv.labels, expected)
     assert all(colours[r] == mv.class_colors[expected[r]].name() for r in range(len(ids)))
     assert len(mv.legend.items) == 5
@@ -162,7 +162,7 @@ def test_sentence_map_hover_caption_word_and_clusters(window, project, qtbot):
 def test_lasso_selects_shows_a_grid_and_exports(window, project, qtbot, tmp_path):
     run_id = trained(project, "digits", "pca", {"dim": "16"})
     mv = open_map(window, qtbot, run_id)
-    data = mv.info["data"]
+    data = mv.info.data
     assert not mv.grid_button.isEnabled() and not mv.export_button.isEnabled()
 
     # A lasso drawn with Shift + drag (the view pans without Shift, unless the lasso tool is on).
@@ -175,7 +175,7 @@ def test_lasso_selects_shows_a_grid_and_exports(window, project, qtbot, tmp_path
     want = inside_by_qt(c, drawn)
     assert 20 < len(want) < len(c) - 20
     assert set(mv.selection.tolist()) == want
-    np.testing.assert_array_equal(changed.args[0], mv.info["ids"][sorted(want)])
+    np.testing.assert_array_equal(changed.args[0], mv.info.ids[sorted(want)])
     assert mv.selection_label.text() == f"<b>{len(want):,}</b> selected"
     # The points outside fade; inside keep their class colour.
     alpha = np.array([b.color().alpha() for b in mv.scatter.data["brush"]])
@@ -183,7 +183,7 @@ def test_lasso_selects_shows_a_grid_and_exports(window, project, qtbot, tmp_path
     inside[sorted(want)] = True
     assert (alpha[inside] == 255).all() and (alpha[~inside] < 100).all()
     assert mv.scatter.data["brush"][min(want)].color() == \
-        mv.class_colors[data.labels[mv.info["ids"][min(want)]]]
+        mv.class_colors[data.labels[mv.info.ids[min(want)]]]
     # The palette scatter's shortcut finds the same pre-rendered symbols pyqtgraph's per-point lookup does.
     sc = mv.scatter
     ref = sc.fragmentAtlas[list(zip(*sc._style(["symbol", "size", "pen", "brush"])))]
@@ -206,7 +206,7 @@ def test_lasso_selects_shows_a_grid_and_exports(window, project, qtbot, tmp_path
     dlg = mv.show_selection_grid()
     assert dlg.list.count() == len(few) and dlg.isVisible()
     assert [dlg.list.item(k).data(Qt.ItemDataRole.UserRole) for k in range(len(few))] == few
-    assert dlg.list.item(0).text() == data.class_names[data.labels[mv.info["ids"][few[0]]]]
+    assert dlg.list.item(0).text() == data.class_names[data.labels[mv.info.ids[few[0]]]]
     assert not dlg.list.item(0).icon().isNull()
     dlg.close()
     mv.select_polygon(poly)
@@ -216,7 +216,7 @@ def test_lasso_selects_shows_a_grid_and_exports(window, project, qtbot, tmp_path
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert len(rows) == len(want)
     for row, r in zip(rows, sorted(want)):
-        item = int(mv.info["ids"][r])
+        item = int(mv.info.ids[r])
         assert int(row["index"]) == item and row["name"] == data.item_names[item]
         assert row["label"] == data.class_names[data.labels[item]]
         np.testing.assert_allclose([float(row["x"]), float(row["y"])], mv.coords[r], rtol=1e-5, atol=1e-6)
@@ -249,8 +249,8 @@ def test_two_runs_side_by_side_with_linked_selection(window, project, qtbot):
 
     # Hover in one map: a ring on the same item in the other.
     mv.hover_point(100)
-    item = int(mv.info["ids"][100])
-    row = int(np.flatnonzero(other.info["ids"] == item)[0])
+    item = int(mv.info.ids[100])
+    row = int(np.flatnonzero(other.info.ids == item)[0])
     np.testing.assert_allclose([other.link_marker.data["x"][0], other.link_marker.data["y"][0]], other.coords[row])
     mv.hide_hover()
     assert len(other.link_marker.data) == 0
@@ -278,7 +278,7 @@ def test_two_runs_side_by_side_with_linked_selection(window, project, qtbot):
     other.select_point(row)
     assert mv.selected_index == 100 and mv.neighbour_list.count() == 8
     mv.select_point(5)
-    assert other.selected_index == int(np.flatnonzero(other.info["ids"] == mv.info["ids"][5])[0])
+    assert other.selected_index == int(np.flatnonzero(other.info.ids == mv.info.ids[5])[0])
 
     # Esc (anywhere in either map) clears the selection in both.
     other.plot.setFocus()
