@@ -177,8 +177,8 @@ def test_map_view_on_a_text_run(window, project, qtbot, text_run):
     with qtbot.waitSignal(mv.map_ready, timeout=30_000):
         window.show_map(text_run)
     assert mv.shows_words
-    words = mv.info["data"].item_names
-    ids = mv.info["ids"]
+    words = mv.info.data.item_names
+    ids = mv.info.ids
     i = [words[int(k)] for k in ids].index("red")
     mv.hover_point(i)                       # used to read data.images: must not crash
     assert mv.hover_card.isVisible() and "red" in mv.hover_text.text()
