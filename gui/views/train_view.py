@@ -35,6 +35,9 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QGridL
                                QLabel, QLineEdit, QListWidget, QMessageBox, QProgressBar, QPushButton,
                                QScrollArea, QSizePolicy, QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
+from engine.explore.collapse import (COLLAPSE_KEYS, COLLAPSE_RANK, COLLAPSE_STD, CollapseReading, CollapseWatch,
+                                     shows_collapse_monitor, warns_collapse)
+
 from ..config_form import ConfigForm
 from ..theme import accent, error_colour, style_plot
 from ..widgets import ElidedLabel
@@ -79,20 +82,6 @@ UNUSED_TRAIN = {"word2vec": ("batch_size", "optimizer", "weight_decay", "warmup_
 TEXT_METRICS = (("analogy", "analogy accuracy"), ("masked_accuracy", "masked-token accuracy"),
                 ("neighbour_purity", "neighbour purity"))
 
-#: Collapse: the spread of the l2-normalised projections (std ratio, about 1 when they fill the
-#: sphere) or their effective-rank ratio below these, for COLLAPSE_LOGS logged steps in a row
-#: (or at one evaluation, on 4,096 items), means every image maps to nearly the same vector.
-COLLAPSE_STD = 0.1
-COLLAPSE_RANK = 0.05
-COLLAPSE_LOGS = 3
-#: The families whose failure mode collapse is: joint-embedding methods. A masked autoencoder's
-#: mean-pooled tokens share a large common direction (std ratio ≈ 0.03 while healthy), so the
-#: reconstruction methods are plotted but never warned about.
-COLLAPSE_FAMILIES = ("siamese", "multimodal")
-#: The families whose runs show the collapse monitor: the joint-embedding methods (SimCLR, MoCo,
-#: BYOL, SimSiam, SwAV), where collapse is the failure mode to watch. For the others (autoencoders,
-#: MAE, CLIP, text) the two ratios say little and the plot would only take room.
-COLLAPSE_MONITOR_FAMILIES = ("siamese",)
 COLLAPSE_TITLE = ("Collapse monitor: <span style='color:#59a14f'>spread (std ratio)</span> · "
                   "<span style='color:#9c755f'>effective-rank ratio</span> (1 = spread out, 0 = collapsed)")
 COLLAPSE_EXPLAINED = (
@@ -104,7 +93,6 @@ COLLAPSE_EXPLAINED = (
     "1 = spread over all dimensions, near 0 = squeezed into a few directions (dimensional collapse), "
     "0 = all images map to one point.\n"
     f"Dotted red: the warning thresholds ({COLLAPSE_STD} and {COLLAPSE_RANK}).")
-COLLAPSE_KEYS = ("collapse_std_ratio", "collapse_rank_ratio", "feature_std_ratio", "feature_rank_ratio")
 COLLAPSE_WHAT = {
     "std": "The representation is collapsing: every image maps to nearly the same vector, so it carries "
            "no information.",
@@ -281,9 +269,7 @@ class TrainView(QWidget):
         # Collapse monitor: live (per logged step) and evaluation points, the warning state.
         self.c_std, self.c_rank = Series(), Series()
         self.f_std, self.f_rank = Series(), Series()
-        self._low_logs = 0                       # consecutive logged steps below a threshold
-        self._low_since = 0                      # the first of them
-        self.collapse_step: int | None = None    # where the collapse began, None while healthy
+        self._collapse = CollapseWatch()         # the streak of low logs, where the collapse began
         # The queue, and whether it waits (after a Stop) instead of starting its next run.
         self.queue: list[QueuedRun] = []
         self.queue_held = False
@@ -1160,8 +1146,7 @@ class TrainView(QWidget):
         self.random_line.setVisible(False)
         for series in (self.c_std, self.c_rank, self.f_std, self.f_rank):
             series.clear()
-        self._low_logs = 0
-        self.collapse_step = None
+        self._collapse.reset()
         self.collapse_banner.setVisible(False)
         self.collapse_line.setVisible(False)
         self.collapse_plot_line.setVisible(False)
@@ -1276,40 +1261,33 @@ class TrainView(QWidget):
         """Plot a step's collapse metrics (``collapse_std_ratio``, ``collapse_rank_ratio`` from
         the logged projections, or ``feature_std_ratio``, ``feature_rank_ratio`` from an
         evaluation) and raise the warning when they stay below the thresholds."""
-        live = "collapse_std_ratio" in metrics or "collapse_rank_ratio" in metrics
-        prefix = "collapse_" if live else "feature_"
-        std, rank = metrics.get(prefix + "std_ratio"), metrics.get(prefix + "rank_ratio")
-        for value, series in ((std, self.c_std if live else self.f_std), (rank, self.c_rank if live else self.f_rank)):
+        method = self._run_method or self.method_combo.currentData() or ""
+        reading = self._collapse.observe(step, metrics, warns=warns_collapse(method))
+        live = reading.live
+        for value, series in ((reading.std, self.c_std if live else self.f_std),
+                              (reading.rank, self.c_rank if live else self.f_rank)):
             if value is not None and math.isfinite(value):
                 series.append(step, value)
         self._dirty = True
-        low = (std is not None and std < COLLAPSE_STD) or (rank is not None and rank < COLLAPSE_RANK)
-        if live:
-            if low and self._low_logs == 0:
-                self._low_since = int(step)
-            self._low_logs = self._low_logs + 1 if low else 0
-        collapsed = self._low_logs >= COLLAPSE_LOGS if live else low
-        if collapsed and self.collapse_step is None and self._warns_collapse:
-            self._warn_collapse(step, std, rank, live)
+        if reading.starts_collapse:
+            self._warn_collapse(reading)
 
     @property
-    def _warns_collapse(self) -> bool:
-        from engine.methods import METHODS
-        cls = METHODS.get(self._run_method or self.method_combo.currentData() or "")
-        return cls is not None and cls.card.family in COLLAPSE_FAMILIES
+    def collapse_step(self) -> int | None:
+        """Where the collapse began, None while healthy."""
+        return self._collapse.collapse_step
 
-    def _warn_collapse(self, step: int, std, rank, live: bool) -> None:
+    def _warn_collapse(self, reading: CollapseReading) -> None:
         """Show the banner and mark where the collapse began (the first low log of the streak)."""
-        self.collapse_step = self._low_since if live else int(step)
+        std, rank, step = reading.std, reading.rank, reading.collapse_step
         seen = []
         if std is not None:
             seen.append(f"spread (std ratio) {std:.3f}, healthy ≈ 1")
         if rank is not None:
             seen.append(f"effective-rank ratio {rank:.3f}")
-        where = (f"in {self._low_logs} logged steps in a row, from step {self._low_since} to {step}" if live
-                 else f"at the evaluation of step {step}")
-        step = self.collapse_step
-        what = COLLAPSE_WHAT["std" if std is not None and std < COLLAPSE_STD else "rank"]
+        where = (f"in {reading.streak} logged steps in a row, from step {reading.since} to {reading.step}"
+                 if reading.live else f"at the evaluation of step {reading.step}")
+        what = COLLAPSE_WHAT[reading.cause]
         self.collapse_banner.setText(f"<b>⚠ {what}</b> {COLLAPSE_ADVICE}<br><small>Seen {where}: "
                                      f"{'; '.join(seen)}.</small>")
         self.collapse_banner.setVisible(True)
@@ -1497,9 +1475,7 @@ class TrainView(QWidget):
     def _shows_collapse_monitor(self) -> bool:
         """The collapse monitor is shown for the run shown (or the method picked): joint-embedding
         methods only, where collapse is the failure mode."""
-        from engine.methods import METHODS
-        cls = METHODS.get(self._run_method or self.method_combo.currentData() or "")
-        return cls is not None and cls.card.family in COLLAPSE_MONITOR_FAMILIES
+        return shows_collapse_monitor(self._run_method or self.method_combo.currentData() or "")
 
     def _style_for_modality(self) -> None:
         """Titles that say what a text or an image run is measured by."""
