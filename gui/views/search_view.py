@@ -16,7 +16,8 @@
 Everything that touches torch runs on a worker thread, one job at a time (the
 latest request of each kind wins while one runs). A :class:`SearchSession`
 keeps the rebuilt model, the image embeddings and the caption embeddings
-between queries, so a query after the first is a matrix product.
+between queries, so a query after the first is a matrix product. The session, the
+job dispatcher and their results live in :mod:`engine.explore.search`, Qt-free.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QHBoxL
                                QLabel, QLineEdit, QListView, QListWidget, QListWidgetItem,
                                QPlainTextEdit, QPushButton, QSizePolicy, QSpinBox, QSplitter, QTableWidget,
                                QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
+
+from engine.explore.search import CaptionMatches, SearchHits, SessionHolder, label_sets, run_job, run_templates
 
 from ..images import thumbnail
 from ..widgets import ElidedLabel, error_dialog, fill_run_combo
@@ -50,24 +53,6 @@ def searches(method_name: str) -> bool:
     return cls is not None and bool(getattr(cls, "needs_captions", False))
 
 
-def run_templates(config: dict) -> list[str]:
-    """The prompt templates a run was trained (and evaluated) with."""
-    from engine.zero_shot import DEFAULT_TEMPLATES
-    text = (config.get("method_config") or {}).get("templates") or ""
-    return [t.strip() for t in str(text).split("|") if t.strip()] or list(DEFAULT_TEMPLATES)
-
-
-def split_items(split: np.ndarray, which: str) -> tuple[np.ndarray, str]:
-    """The items of ``which`` split ("test", "train" or "all") and the split they really are:
-    a data set without such a split falls back to all its items."""
-    split = np.asarray(split)
-    if which in ("test", "train"):
-        items = np.flatnonzero(split == (1 if which == "test" else 0))
-        if len(items):
-            return items, which
-    return np.arange(len(split)), "all"
-
-
 def unsearchable_note(runs) -> str:
     """What to say when CLIP runs exist but none can be searched: which runs, in what
     state, and what to do (a run that was interrupted is resumed in the Train view)."""
@@ -81,94 +66,6 @@ def unsearchable_note(runs) -> str:
     elif any(r.status == "created" for r in runs):
         text += " Start it in the Train view."
     return text
-
-
-def label_sets(stats: dict) -> dict[str, list[str]]:
-    """A data set's label sets from its stored summary: {"label" | attribute: class names}."""
-    out = {}
-    if stats.get("class_counts"):
-        out["label"] = list(stats["class_counts"])
-    for attr, counts in (stats.get("attributes") or {}).items():
-        out[attr] = list(counts)
-    return out
-
-
-# --------------------------------------------------------------------------------- worker side
-
-
-class SearchSession:
-    """A CLIP run rebuilt once, with the image embeddings of one data set and the
-    embeddings of the run's training captions (computed on first use).
-
-    Only ever used by the view's single worker at a time."""
-
-    def __init__(self, project, run_id: int, dataset_id: int):
-        from engine.methods.clip import item_captions
-        from engine.workbench import load_dataset
-        from engine.zero_shot import load_clip_run, image_embeddings
-        self.key = (str(project.path), run_id, dataset_id)
-        self.method, self.device = load_clip_run(project, run_id)
-        self.data = load_dataset(project, dataset_id)
-        self.feats = image_embeddings(project, run_id, dataset_id, self.method, self.device)
-        # The captions to retrieve: the run's training-set captions, each distinct text once
-        # (shapes repeats its phrasings: ten copies of one caption would hide the others).
-        caps = item_captions(load_dataset(project, project.run(run_id).dataset_id))
-        counts: dict[str, int] = {}
-        for item in caps:
-            for c in item:
-                counts[c] = counts.get(c, 0) + 1
-        self.texts = list(counts)
-        self.text_counts = np.array([counts[t] for t in self.texts], dtype=np.int64)
-        self._text_emb: np.ndarray | None = None
-
-    def search(self, text: str, k: int, split: str = "test") -> dict:
-        """The ``k`` images of ``split`` ("test", "train", "all") closest to ``text``."""
-        from engine.zero_shot import top_k
-        pool, searched = split_items(self.data.split, split)
-        best, scores = top_k(self.method.encode_text([text])[0], self.feats[pool], k)
-        idx = pool[best]
-        return {"text": text, "index": idx, "score": scores, "images": self.data.images[idx],
-                "captions": [self.caption(i) for i in idx], "names": [self.data.item_names[i] for i in idx],
-                "split": split, "searched": searched, "pool_size": len(pool)}
-
-    def caption(self, i: int) -> str:
-        return (self.data.captions[i] or "") if self.data.captions else ""
-
-    def describe(self, index: int, k: int) -> dict:
-        """Image → text: the run's captions closest to item ``index`` of the data set."""
-        from engine.zero_shot import top_k
-        if not 0 <= index < self.data.n:
-            raise ValueError(f"no item {index}: the data set has {self.data.n} items")
-        if not self.texts:
-            raise ValueError("the run's training set has no captions to retrieve")
-        if self._text_emb is None:
-            self._text_emb = self.method.encode_text(self.texts)
-        idx, scores = top_k(self.feats[index], self._text_emb, k)
-        return {"index": index, "image": self.data.images[index], "caption": self.caption(index),
-                "name": self.data.item_names[index], "texts": [self.texts[i] for i in idx],
-                "score": scores, "count": self.text_counts[idx]}
-
-
-class SessionHolder:
-    session: SearchSession | None = None
-
-
-def run_job(project, holder: SessionHolder, job: tuple) -> tuple:
-    """One request of the view (on the worker thread): ("search", run, dataset, text, k, split),
-    ("describe", run, dataset, index, k) or ("zero_shot", run, dataset, attribute, class texts, templates)."""
-    kind, run_id, dataset_id, *args = job
-    if kind == "zero_shot":
-        from engine.zero_shot import zero_shot
-        attribute, class_texts, templates = args
-        return job, zero_shot(project, run_id, dataset_id, templates=templates,
-                              attribute=None if attribute == "label" else attribute,
-                              class_texts=class_texts, store=True)
-    key = (str(project.path), run_id, dataset_id)
-    if holder.session is None or holder.session.key != key:
-        holder.session = None                         # free the old model before building the new one
-        holder.session = SearchSession(project, run_id, dataset_id)
-    s = holder.session
-    return job, (s.search(*args) if kind == "search" else s.describe(*args))
 
 
 # --------------------------------------------------------------------------------- widgets
@@ -243,8 +140,8 @@ class SearchView(QWidget):
         super().__init__(parent)
         self.project = None
         self.run_id: int | None = None
-        self.hits: dict | None = None            # the last text → images result
-        self.described: dict | None = None       # the last image → captions result
+        self.hits: SearchHits | None = None           # the last text → images result
+        self.described: CaptionMatches | None = None  # the last image → captions result
         self.zero_shot_result: dict | None = None
         self.last_error_box = None
         self._holder = SessionHolder()
@@ -659,23 +556,23 @@ class SearchView(QWidget):
         self.result_shown.emit(kind)
 
     # ------------------------------------------------------------------ results
-    def _show_hits(self, res: dict) -> None:
+    def _show_hits(self, res: SearchHits) -> None:
         self.hits = res
         self.results.blockSignals(True)
         self.results.clear()
-        for rank, (i, s, img, cap) in enumerate(zip(res["index"], res["score"], res["images"], res["captions"])):
+        for rank, (i, s, img, cap) in enumerate(zip(res.index, res.score, res.images, res.captions)):
             it = QListWidgetItem(QIcon(thumbnail(img, THUMB)), f"{s:.3f}\n#{int(i)}")
             it.setData(Qt.ItemDataRole.UserRole, int(i))
             it.setToolTip(f"rank {rank + 1} · item #{int(i)} · score {s:.4f}" + (f"\n{cap}" if cap else ""))
             self.results.addItem(it)
         self.results.blockSignals(False)
-        n = len(res["index"])
-        best = f"; scores {res['score'][0]:.3f} … {res['score'][-1]:.3f}" if n else ""
-        searched = SPLITS[res["searched"]]
-        missing = "held-out (test) split" if res["split"] == "test" else "training split"
+        n = len(res.index)
+        best = f"; scores {res.score[0]:.3f} … {res.score[-1]:.3f}" if n else ""
+        searched = SPLITS[res.searched]
+        missing = "held-out (test) split" if res.split == "test" else "training split"
         fallback = (f" (this data set has no {missing}: all its images were searched)"
-                    if res["searched"] != res["split"] else "")
-        self.results_label.setText(f"“{res['text']}”: the {n} closest of the {res['pool_size']:,} {searched} "
+                    if res.searched != res.split else "")
+        self.results_label.setText(f"“{res.text}”: the {n} closest of the {res.pool_size:,} {searched} "
                                    f"of {self.dataset_combo.currentText()}{fallback}{best} (cosine similarity)")
         self.status.setText(self.results_label.text() + ". Click one for its captions.")
 
@@ -688,18 +585,18 @@ class SearchView(QWidget):
         self.item_spin.blockSignals(False)
         self.describe_item(index)
 
-    def _show_captions(self, res: dict) -> None:
+    def _show_captions(self, res: CaptionMatches) -> None:
         self.described = res
-        self.item_image.setPixmap(thumbnail(res["image"], 112))
-        own = res["caption"].replace("\n", " / ")
-        self.item_text.setText(f"#{res['index']} {res['name']}" + (f"\nIts caption: {own}" if own else ""))
-        self.caption_table.setRowCount(len(res["texts"]))
-        for r, (text, s, c) in enumerate(zip(res["texts"], res["score"], res["count"])):
+        self.item_image.setPixmap(thumbnail(res.image, 112))
+        own = res.caption.replace("\n", " / ")
+        self.item_text.setText(f"#{res.index} {res.name}" + (f"\nIts caption: {own}" if own else ""))
+        self.caption_table.setRowCount(len(res.texts))
+        for r, (text, s, c) in enumerate(zip(res.texts, res.score, res.count)):
             self.caption_table.setItem(r, 0, _read_only(f"{s:.3f}"))
             it = _read_only(text, Qt.AlignmentFlag.AlignLeft)
             it.setToolTip(f"{text}\n(caption of {int(c)} training item{'s' if c != 1 else ''})")
             self.caption_table.setItem(r, 1, it)
-        self.status.setText(f"Item #{res['index']}: the {len(res['texts'])} captions of the run's training "
+        self.status.setText(f"Item #{res.index}: the {len(res.texts)} captions of the run's training "
                             "set closest to it")
 
     def _show_zero_shot(self, res: dict) -> None:

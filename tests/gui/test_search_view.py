@@ -102,7 +102,7 @@ def test_search_zero_shot_and_captions(window, project, clip_run, qtbot):
     with qtbot.waitSignal(sv.result_shown, timeout=30_000):
         QTest.mouseClick(sv.results.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     index = item.data(Qt.ItemDataRole.UserRole)
-    assert sv.described["index"] == index and sv.item_spin.value() == index
+    assert sv.described.index == index and sv.item_spin.value() == index
     assert sv.caption_table.rowCount() == 10
     caps = [float(sv.caption_table.item(r, 0).text()) for r in range(10)]
     assert caps == sorted(caps, reverse=True)
@@ -130,7 +130,6 @@ def test_without_clip_runs_and_errors(window, project, qtbot):
 def test_clip_runs_that_cannot_be_searched_yet_are_named(window, project, qtbot):
     """An interrupted (or still running) CLIP run without a checkpoint: the view names it and
     says to resume it in the Train view, not "No finished CLIP runs"."""
-    from gui.views.search_view import split_items
     workbench.import_dataset(project, "shapes", "shapes", n=60, size=16, seed=0)
     run = workbench.create_run(project, "shapes", "clip", {"epochs": "1"}, name="clip on shapes")
     project.update_run(run, status="running")          # marked running, its process gone: interrupted
@@ -151,10 +150,4 @@ def test_clip_runs_that_cannot_be_searched_yet_are_named(window, project, qtbot)
     sv.refresh()
     assert [sv.run_combo.itemData(i) for i in range(sv.run_combo.count())] == [run]
     assert "was interrupted: its last checkpoint (step 3) is searched" in sv.status.text()
-
-    # The split helper: a data set without a test split falls back to all its items.
-    items, used = split_items(np.array([0, 1, 0, 1, 1]), "test")
-    assert items.tolist() == [1, 3, 4] and used == "test"
-    assert split_items(np.array([0, 1, 0]), "train")[0].tolist() == [0, 2]
-    items, used = split_items(np.zeros(4, int), "test")
-    assert items.tolist() == [0, 1, 2, 3] and used == "all"
+    # (The split helper, engine.explore.search.split_items, is tested in tests/explore/test_explore_search.py.)
