@@ -19,7 +19,8 @@
 
 Loading a run (its vectors, its map, its model) happens on a worker thread.
 The queries themselves are a matrix-vector product over the vocabulary and run
-on the GUI thread; filling a mask runs the Transformer, on a worker.
+on the GUI thread; filling a mask runs the Transformer, on a worker. What is loaded
+lives in :mod:`engine.explore.words`, Qt-free.
 """
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ from PySide6.QtWidgets import (QComboBox, QCompleter, QFrame, QGroupBox, QHBoxLa
                                QLineEdit, QProgressBar, QPushButton, QSpinBox, QSplitter, QTabWidget,
                                QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
+from engine.explore.map import compute_umap
+from engine.explore.words import WordsRun, fill_mask, load_words_run, text_runs
 from engine.text_eval import DEFAULT_SCORES, SCORE_MODES
 
 from ..theme import accent, error_colour, is_dark, style_plot
@@ -44,74 +47,6 @@ N_ANALOGY = 5
 #: Words drawn as text on the map; the rest are points (hundreds of text items stay fast).
 MAP_LABELS = 300
 HOVER_RADIUS_PX = 8
-
-
-# ---------------------------------------------------------------------------------- loading
-
-
-def text_runs(project) -> list:
-    """Finished runs of text methods, newest first."""
-    from engine.methods import METHODS
-    out = []
-    for r in reversed(project.runs()):
-        cls = METHODS.get(r.method)
-        if r.status == "finished" and cls is not None and getattr(cls, "modality", "images") == "text":
-            out.append(r)
-    return out
-
-
-def load_fill_mask_model(project, run_id: int):
-    """The run's model, rebuilt from its latest checkpoint, when it can fill in [MASK]; else None."""
-    from engine.methods import get_method
-    from engine.train import RunConfig
-    run = project.run(run_id)
-    cls = get_method(run.method)
-    if not hasattr(cls, "fill_mask"):
-        return None
-    ck = project.latest_checkpoint(run_id)
-    if ck is None:
-        return None
-    if hasattr(cls, "from_state"):       # the model carries its tokenizer in its state dict
-        model = cls.from_state(RunConfig.from_dict(run.config).method_config, ck[2]["model"])
-    else:
-        from engine.workbench import load_trained_method
-        model, _ = load_trained_method(project, run_id, device="cpu")
-    model.eval()
-    return model if hasattr(model, "fill_mask") else None
-
-
-def load_words_run(project, run_id: int) -> dict:
-    """Everything the view shows for one text run (runs on a worker thread).
-
-    {"run_id", "run", "wv" (WordVectors or None), "map" (None or {"embedding_id",
-    "words", "counts", "projections": {kind: (id, coords)}}), "model" (fill-mask model or None)}."""
-    from engine.maps import pca_2d
-    from engine.workbench import final_embeddings, load_dataset, run_word_vectors
-    run = project.run(run_id)
-    out: dict = {"run_id": run_id, "run": run, "wv": None, "map": None, "model": None}
-    try:
-        out["wv"] = run_word_vectors(project, run_id)
-    except ValueError:
-        pass                                   # a method without word vectors (a masked LM)
-    if out["wv"] is not None:
-        emb = final_embeddings(project, run_id)
-        data = load_dataset(project, run.dataset_id)
-        if emb is not None:
-            ids, vectors = project.load_embeddings(emb.id)
-            vocab = data.vocab
-            if len(ids) and int(ids.max()) < len(vocab):
-                projections = {p.kind: (p.id, project.load_projection(p.id)) for p in project.projections(emb.id)}
-                if "pca" not in projections:
-                    projections["pca"] = (None, pca_2d(vectors))
-                out["map"] = {"embedding_id": emb.id, "words": [vocab[int(i)] for i in ids],
-                              "counts": np.asarray(data.counts)[ids], "projections": projections}
-    out["model"] = load_fill_mask_model(project, run_id)
-    return out
-
-
-def fill_mask(model, text: str, k: int = 5):
-    """The model's top-k tokens per [MASK] (runs on a worker thread)."""
-    return model.fill_mask(text, k=k)
 
 
 # ---------------------------------------------------------------------------------- widgets
@@ -158,7 +93,7 @@ class WordsView(QWidget):
         super().__init__(parent)
         self.project = None
         self.run_id: int | None = None
-        self.info: dict | None = None
+        self.info: WordsRun | None = None
         self.wv = None
         self.model = None
         self.kind = ""
@@ -495,15 +430,15 @@ class WordsView(QWidget):
         self._loading_run = None
         self.status.setText(f"Could not load the run: {message}")
 
-    def _on_loaded(self, info: dict) -> None:
-        if info["run_id"] == self._loading_run:
+    def _on_loaded(self, info: WordsRun) -> None:
+        if info.run_id == self._loading_run:
             self._loading_run = None
-        if info["run_id"] != self.run_id:
+        if info.run_id != self.run_id:
             return            # another run was picked meanwhile
         self.info = info
-        self.wv = info["wv"]
-        self.model = info["model"]
-        run = info["run"]
+        self.wv = info.wv
+        self.model = info.model
+        run = info.run
         if self.wv is not None:
             self.completer_model.setStringList(self.wv.words)
             self.status.setText(f"Run #{run.id} {run.method}: {len(self.wv):,} words, "
@@ -523,12 +458,12 @@ class WordsView(QWidget):
             self._set_fill_enabled(False, "Fill-mask needs a masked language model run: train the masked "
                                           "language model on a text corpus in the Train view, then pick "
                                           "that run here.")
-        if info["map"] is not None:
-            m = info["map"]
-            self.map_words = m["words"]
-            want = "umap" if "umap" in m["projections"] else "pca"
+        if info.map is not None:
+            m = info.map
+            self.map_words = m.words
+            want = "umap" if "umap" in m.projections else "pca"
             self._draw(want)
-        self.run_loaded.emit(info["run_id"])
+        self.run_loaded.emit(info.run_id)
 
     def _example_word(self) -> str:
         """A frequent word that is not a stop word, for the placeholder."""
@@ -696,21 +631,20 @@ class WordsView(QWidget):
     # ------------------------------------------------------------------ the word map
     def _on_kind_chosen(self, *_):
         kind = self.kind_combo.currentData()
-        if self.info is None or self.info["map"] is None or kind == self.kind:
+        if self.info is None or self.info.map is None or kind == self.kind:
             return
-        if kind in self.info["map"]["projections"]:
+        if kind in self.info.map.projections:
             self._draw(kind)
         elif kind == "umap":
             self.start_umap()
 
     def start_umap(self) -> None:
         """Compute (and store) the UMAP map of the run's words in the background."""
-        if self.info is None or self.info["map"] is None:
+        if self.info is None or self.info.map is None:
             return
         if self._umap_worker is not None and self._umap_worker.is_running():
             return
-        from .map_view import compute_umap
-        worker = FunctionWorker(compute_umap, self.project, self.info["map"]["embedding_id"],
+        worker = FunctionWorker(compute_umap, self.project, self.info.map.embedding_id,
                                 thread_name="pretext-words-umap")
         worker.result.connect(self._on_umap)
         worker.errored.connect(lambda m, _d: self.map_status.setText(f"UMAP failed: {m}"))
@@ -722,15 +656,15 @@ class WordsView(QWidget):
 
     def _on_umap(self, result) -> None:
         emb_id, proj_id, coords = result
-        if self.info is None or self.info["map"] is None or emb_id != self.info["map"]["embedding_id"]:
+        if self.info is None or self.info.map is None or emb_id != self.info.map.embedding_id:
             return
-        self.info["map"]["projections"]["umap"] = (proj_id, coords)
+        self.info.map.projections["umap"] = (proj_id, coords)
         if self.kind_combo.currentData() == "umap":
             self._draw("umap")
 
     def _draw(self, kind: str) -> None:
         from engine.maps import normalise_coords
-        coords = np.asarray(self.info["map"]["projections"][kind][1], np.float32)
+        coords = np.asarray(self.info.map.projections[kind][1], np.float32)
         self.coords = normalise_coords(coords)
         self.kind = kind
         self._draw_points()
@@ -850,7 +784,7 @@ class WordsView(QWidget):
         if self.coords is None:
             return
         self.hover_index = i
-        count = int(self.info["map"]["counts"][i])
+        count = int(self.info.map.counts[i])
         self.hover_label.setText(f"<b>{html.escape(self.map_words[i])}</b><br>"
                                  f"<small>#{i + 1} most frequent · {count:,}×</small>")
         self.hover_label.adjustSize()

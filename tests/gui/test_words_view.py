@@ -3,6 +3,8 @@ text data sets in the Datasets view, the Train view for text methods, and the Ma
 view on a text run."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -86,7 +88,7 @@ def test_words_view_queries_and_map(window, project, qtbot, text_run, monkeypatc
         coords = np.random.default_rng(0).normal(size=(len(wv.map_words), 2)).astype(np.float32)
         return embedding_id, project_.save_projection(embedding_id, "umap", {}, coords), coords
 
-    monkeypatch.setattr("gui.views.map_view.compute_umap", fake_umap)
+    monkeypatch.setattr("gui.views.words_view.compute_umap", fake_umap)
     with qtbot.waitSignal(wv.map_ready, timeout=10_000) as ready:
         wv.kind_combo.setCurrentIndex(wv.kind_combo.findData("umap"))
     assert ready.args == ["umap"] and wv.kind == "umap" and len(wv.label_words()) == len(wv.map_words)
@@ -100,7 +102,7 @@ def test_words_view_queries_and_map(window, project, qtbot, text_run, monkeypatc
             assert text == "a small [MASK] circle" and k == 5
             return [[("red", 0.6), ("blue", 0.3)]]
 
-    wv._on_loaded(dict(wv.info, model=FakeMLM()))
+    wv._on_loaded(dataclasses.replace(wv.info, model=FakeMLM()))
     assert wv.fill_button.isEnabled()
     wv.mask_edit.setText("a small [mask] circle")
     wv.query_fill_mask()
