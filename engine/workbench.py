@@ -170,21 +170,26 @@ def run_training(project: Project, run_id: int, control: RunControl | None = Non
     return train(project, run_id, data, control, dist)
 
 
-def load_trained_method(project: Project, run_id: int, device: str = "auto"):
-    """Rebuild a run's method with its latest checkpoint, in eval mode: (method, device)."""
+def load_trained_method(project: Project, run_id: int, device: str = "auto", checkpoint_id: int | None = None):
+    """Rebuild a run's method with its latest checkpoint (or checkpoint ``checkpoint_id``), in
+    eval mode: (method, device)."""
     from .methods import DataInfo, get_method
     from .train import RunConfig, pick_device
     run = project.run(run_id)
-    ck = project.latest_checkpoint(run_id)
-    if ck is None:
-        raise ValueError(f"run {run_id} has no checkpoint yet (status {run.status})")
+    if checkpoint_id is None:
+        ck = project.latest_checkpoint(run_id)
+        if ck is None:
+            raise ValueError(f"run {run_id} has no checkpoint yet (status {run.status})")
+        state = ck[2]
+    else:
+        state = project.load_checkpoint(checkpoint_id)
     cfg = RunConfig.from_dict(run.config)
     data = load_dataset(project, run.dataset_id)
     n_train = int((data.split == 0).sum())
     info = DataInfo(data.name, data.channels, data.height, data.width, n_train)
     dev = pick_device(device)
     method = get_method(cfg.method)(cfg.method_config, info)
-    method.load_state_dict(ck[2]["model"])
+    method.load_state_dict(state["model"])
     method.to(dev).eval()
     return method, dev
 

@@ -13,12 +13,10 @@ titles, and says the mask ratio (or noise level) they were made with: the
 run's own, which the loop uses, not the live slider's.
 
 Both grids choose how many columns to use so the tiles are as large as the
-view allows, and lay the pictures out again when the view is resized.
+view allows, and lay the pictures out again when the view is resized. What is computed
+lives in :mod:`engine.explore.reconstructions`, Qt-free.
 """
 from __future__ import annotations
-
-import io
-from dataclasses import replace
 
 import numpy as np
 from PySide6.QtCore import QRect, Qt, QTimer, Signal
@@ -26,11 +24,13 @@ from PySide6.QtGui import QFontMetrics, QKeySequence, QPainter, QShortcut
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider, QTabWidget,
                                QVBoxLayout, QWidget)
 
+from engine.explore.reconstructions import (ModelCache, Reconstructions, compute_reconstructions,
+                                            load_saved_pictures, reconstructs, setting_of)
+
 from ..images import to_qimage
 from ..widgets import ElidedLabel, error_dialog, fill_run_combo
 from ..workers import FunctionWorker
 
-N_IMAGES = 16
 DEBOUNCE_MS = 120
 
 #: What each picture row is called, per method: "input" depends on the corruption.
@@ -39,109 +39,9 @@ INPUT_TITLES = {"mae": "masked input", "denoising-autoencoder": "corrupted input
                 "channel-prediction": "channel removed", "autoencoder": "input"}
 
 
-def reconstructs(method_name: str) -> bool:
-    """Whether a method draws reconstructions (it overrides ``Method.reconstruct``)."""
-    from engine.methods import METHODS, Method
-    cls = METHODS.get(method_name)
-    return cls is not None and cls.reconstruct is not Method.reconstruct
-
-
 def row_title(method_name: str, key: str) -> str:
     """What a picture row shows, in words ("input" depends on the method's corruption)."""
     return INPUT_TITLES.get(method_name, "input") if key == "input" else ROW_TITLES.get(key, key)
-
-
-def setting_of(method_name: str, config: dict) -> tuple[str, float] | None:
-    """The live slider of a method and its trained value: ("mask ratio", 0.75), ("noise level", 0.5)."""
-    mc = config.get("method_config") or {}
-    if method_name == "mae":
-        return "Mask ratio", float(mc.get("mask_ratio", 0.75))
-    if method_name == "denoising-autoencoder":
-        what = "Masked fraction" if mc.get("noise") == "masking" else "Noise level"
-        return what, float(mc.get("level", 0.5))
-    return None
-
-
-class ModelCache:
-    """The method rebuilt from one checkpoint, reused while that checkpoint is shown.
-
-    Only ever touched by the (single) reconstruction worker at a time."""
-
-    def __init__(self):
-        self.key = None
-        self.method = None
-        self.device = None
-        self.data = None
-        self.base_cfg = None
-
-
-def compute_reconstructions(project, cache: ModelCache, run_id: int, checkpoint_id: int,
-                            setting: float | None, seed: int, n: int = N_IMAGES) -> dict:
-    """Reconstruct ``n`` test images with run ``run_id`` at ``checkpoint_id`` (on a worker thread).
-
-    ``setting`` is MAE's mask ratio or the denoising autoencoder's noise level (None: as trained).
-    Returns {"key": (run, checkpoint, setting, seed), "rows": [(name, uint8 (n, H, W, C))...]}.
-    """
-    import torch
-
-    from engine.methods import DataInfo, get_method
-    from engine.train import RunConfig, pick_device
-    from engine.workbench import load_dataset
-    run = project.run(run_id)
-    if cache.key != (run_id, checkpoint_id):
-        cfg = RunConfig.from_dict(run.config)
-        data = load_dataset(project, run.dataset_id)
-        info = DataInfo(data.name, data.channels, data.height, data.width, int((data.split == 0).sum()))
-        device = pick_device("auto")
-        method = get_method(cfg.method)(cfg.method_config, info)
-        method.load_state_dict(project.load_checkpoint(checkpoint_id)["model"])
-        method.to(device).eval()
-        cache.key, cache.method, cache.device, cache.data = (run_id, checkpoint_id), method, device, data
-        cache.base_cfg = cfg.method_config
-    method, data, device = cache.method, cache.data, cache.device
-    # The same test images for every setting and seed, so a slider move changes only the corruption.
-    pool = np.flatnonzero(data.split == 1)
-    if len(pool) < n:
-        pool = np.arange(data.n)
-    pick = np.sort(np.random.default_rng(0).choice(pool, size=min(n, len(pool)), replace=False))
-    images = np.ascontiguousarray(data.images[pick])
-    if run.method == "mae":
-        from engine.methods.mae import reconstruct_images
-        ratio = cache.base_cfg.mask_ratio if setting is None else float(setting)
-        out = reconstruct_images(method, images, min(ratio, 0.95), seed=seed)
-        out.pop("mask", None)
-    else:
-        if run.method == "denoising-autoencoder" and setting is not None:
-            method.cfg = replace(cache.base_cfg, level=float(setting))
-        x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
-        g = torch.Generator(device=device).manual_seed(int(seed))
-        with torch.no_grad():
-            out = method.reconstruct(x, g)
-        method.cfg = cache.base_cfg
-    rows = [(k, np.asarray(v)) for k, v in out.items()]
-    return {"key": (run_id, checkpoint_id, setting, seed), "rows": rows, "items": pick}
-
-
-def split_grid(picture: np.ndarray, n_rows: int, n_items: int) -> list[np.ndarray] | None:
-    """The rows of images in a picture made by ``engine.images.grid_png`` (``n_rows`` rows of
-    ``n_items`` images, 1-pixel gaps, enlarged by a whole factor): uint8 (n_items, h, w, 3)
-    per row, or None when the picture is not such a grid."""
-    H, W = picture.shape[:2]
-    if n_rows < 1 or n_items < 1:
-        return None
-    for scale in range(1, 65):
-        if H % scale or W % scale:
-            continue
-        rows_px, cols_px = H // scale - 1, W // scale - 1
-        if rows_px % n_rows or cols_px % n_items:
-            continue
-        h, w = rows_px // n_rows - 1, cols_px // n_items - 1
-        if h < 1 or w < 1 or scale != max(1, 64 // h):      # grid_png's enlargement for that size
-            continue
-        small = picture[::scale, ::scale]
-        return [np.stack([small[1 + i * (h + 1):1 + i * (h + 1) + h, 1 + j * (w + 1):1 + j * (w + 1) + w]
-                          for j in range(n_items)]) for i in range(n_rows)]
-    return None
 
 
 def fitted_columns(n_images: int, n_rows: int, image_w: int, image_h: int, width: float, height: float,
@@ -249,7 +149,7 @@ class ReconstructionsView(QWidget):
         self.project = None
         self.run_id: int | None = None
         self.seed = 0
-        self.result: dict | None = None
+        self.result: Reconstructions | None = None
         self.last_error_box = None
         self._cache = ModelCache()
         self._worker: FunctionWorker | None = None
@@ -460,7 +360,7 @@ class ReconstructionsView(QWidget):
         if self.busy:
             self._pending = True          # the latest request wins: computed when the worker is free
             return
-        if self.result is not None and self.result["key"] == req:
+        if self.result is not None and self.result.key == req:
             return
         self._pending = False
         if self.tabs.currentIndex() == 0:
@@ -478,18 +378,18 @@ class ReconstructionsView(QWidget):
             self._pending = False
             self.recompute()
 
-    def _on_result(self, result: dict) -> None:
+    def _on_result(self, result: Reconstructions) -> None:
         self.result = result
-        run_id, _, setting, _ = result["key"]
+        run_id, _, setting, _ = result.key
         method = self.project.run(run_id).method
-        rows = [(row_title(method, k), a) for k, a in result["rows"]]
+        rows = [(row_title(method, k), a) for k, a in result.rows]
         self.grid.set_rows(rows)
         what = "" if setting is None else f" at {self.slider_label.text().lower()} {round(setting * 100)} %"
         self._live_status = (f"Run #{run_id}, checkpoint {self.checkpoint_combo.currentText()}{what}: "
-                             f"{len(result['items'])} test images")
+                             f"{len(result.items)} test images")
         if self.tabs.currentIndex() == 0:
             self.status.setText(self._live_status)
-        self.pictures_ready.emit(result["key"])
+        self.pictures_ready.emit(result.key)
 
     def _on_error(self, req, message: str, details: str) -> None:
         self.status.setText(f"Cannot draw reconstructions: {message}")
@@ -523,19 +423,14 @@ class ReconstructionsView(QWidget):
             self.saved_view.set_message("This run has no stored reconstructions yet: the training loop saves "
                                         "them at every checkpoint.")
             return
-        from PIL import Image
         a = self._artifacts[self.saved_slider.value()]
-        meta = a.meta if isinstance(a.meta, dict) else {}
-        keys = list(meta.get("rows", []))
-        with Image.open(io.BytesIO(self.project.load_artifact(a.id))) as im:
-            picture = np.asarray(im.convert("RGB"))
+        saved = load_saved_pictures(self.project, a)
         method = self.project.run(self.run_id).method
-        rows = split_grid(picture, len(keys), int(meta.get("n", 0)))
-        if rows is None:           # not a grid this view knows: the picture whole, its rows named
-            self.saved_view.set_rows([(" / ".join(row_title(method, k) for k in keys) or "pictures",
-                                       picture[None])])
+        if saved.rows is None:     # not a grid this view knows: the picture whole, its rows named
+            self.saved_view.set_rows([(" / ".join(row_title(method, k) for k in saved.keys) or "pictures",
+                                       saved.picture[None])])
         else:
-            self.saved_view.set_rows([(row_title(method, k), r) for k, r in zip(keys, rows)])
+            self.saved_view.set_rows([(row_title(method, k), r) for k, r in zip(saved.keys, saved.rows)])
         made = self.saved_setting()
         self.saved_label.setText(f"step {a.step} ({self.saved_slider.value() + 1} of {len(self._artifacts)})"
                                  + (f" · made at {made}, as trained" if made else ""))

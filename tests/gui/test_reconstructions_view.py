@@ -1,4 +1,6 @@
-"""The Reconstructions view: pictures from a checkpoint, live sliders, stored pictures."""
+"""The Reconstructions view: pictures from a checkpoint, live sliders, stored pictures (what is
+computed, and the stored grids split into rows, is tested without Qt in
+tests/explore/test_explore_reconstructions.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -24,13 +26,13 @@ def _run_with_checkpoint(project, method: str, **overrides) -> int:
 
 
 def _wait_for(qtbot, rv, setting):
-    qtbot.waitUntil(lambda: rv.result is not None and rv.result["key"][2] == setting and not rv.busy,
+    qtbot.waitUntil(lambda: rv.result is not None and rv.result.key[2] == setting and not rv.busy,
                     timeout=30_000)
 
 
 def test_mae_mask_slider_recomputes_live(window, project, qtbot):
     from engine.methods.mae import reconstruct_images
-    from gui.views.reconstructions_view import ModelCache
+    from engine.explore.reconstructions import ModelCache
     run_id = _run_with_checkpoint(project, "mae")
     create_run(project, "digits", "simclr", {"epochs": "1"})      # no pictures: not listed
     rv = window.reconstructions_view
@@ -41,17 +43,17 @@ def test_mae_mask_slider_recomputes_live(window, project, qtbot):
     _wait_for(qtbot, rv, 0.75)
     titles = [t for t, _ in rv.grid.rows]
     assert titles == ["original", "masked input", "reconstruction", "visible + predicted"]
-    first = dict(rv.result["rows"])
+    first = dict(rv.result.rows)
     assert first["input"].shape == (16, 8, 8, 1)
 
     # Moving the slider redraws the pictures: exactly the engine's reconstruction at that ratio.
     rv.slider.setValue(25)
     _wait_for(qtbot, rv, 0.25)
-    second = dict(rv.result["rows"])
+    second = dict(rv.result.rows)
     assert np.array_equal(second["original"], first["original"])       # the same images…
     assert not np.array_equal(second["input"], first["input"])         # …masked less
     cache = rv._cache
-    expected = reconstruct_images(cache.method, load_dataset(project, "digits").images[rv.result["items"]],
+    expected = reconstruct_images(cache.method, load_dataset(project, "digits").images[rv.result.items],
                                   0.25, seed=rv.seed)
     assert np.array_equal(second["input"], expected["input"])
     assert np.array_equal(second["pasted"], expected["pasted"])
@@ -64,13 +66,13 @@ def test_mae_mask_slider_recomputes_live(window, project, qtbot):
         rv.slider.setValue(v)
     _wait_for(qtbot, rv, 0.57)
     qtbot.wait(300)
-    assert rv.result["key"][2] == 0.57 and len(ready) <= 2
+    assert rv.result.key[2] == 0.57 and len(ready) <= 2
 
     # "New masks" draws other masks for the same images.
-    before = dict(rv.result["rows"])["input"]
+    before = dict(rv.result.rows)["input"]
     rv.sample_button.click()
-    qtbot.waitUntil(lambda: rv.result["key"][3] == 1 and not rv.busy, timeout=30_000)
-    assert not np.array_equal(dict(rv.result["rows"])["input"], before)
+    qtbot.waitUntil(lambda: rv.result.key[3] == 1 and not rv.busy, timeout=30_000)
+    assert not np.array_equal(dict(rv.result.rows)["input"], before)
 
     # The pictures stored at the checkpoint: rows titled as the live ones, and the ratio they
     # were made with (the trained 75 %, not the slider's 57 %).
@@ -96,31 +98,14 @@ def test_denoising_noise_slider(window, project, qtbot):
     assert rv.slider_label.text() == "Noise level" and rv.slider.value() == 50
     rv.slider.setValue(0)
     _wait_for(qtbot, rv, 0.0)
-    rows = dict(rv.result["rows"])
+    rows = dict(rv.result.rows)
     assert np.array_equal(rows["input"], rows["original"])            # no noise: the image itself
     rv.slider.setValue(90)
     _wait_for(qtbot, rv, 0.9)
-    rows = dict(rv.result["rows"])
+    rows = dict(rv.result.rows)
     assert np.abs(rows["input"].astype(int) - rows["original"]).mean() > 10
     # The method's own setting is left as trained.
     assert rv._cache.method.cfg.level == 0.5
-
-
-def test_saved_grids_are_split_into_titled_rows():
-    """The training loop's PNG grid comes apart into its rows of images again."""
-    from engine.images import grid_png
-    from gui.views.reconstructions_view import split_grid
-    from PIL import Image
-    import io
-    rng = np.random.default_rng(0)
-    for h, w, c in ((8, 8, 1), (16, 16, 3), (32, 32, 3)):
-        rows = [rng.integers(0, 256, (5, h, w, c), dtype=np.uint8) for _ in range(3)]
-        picture = np.asarray(Image.open(io.BytesIO(grid_png(rows))).convert("RGB"))
-        back = split_grid(picture, 3, 5)
-        assert back is not None and len(back) == 3
-        for got, want in zip(back, rows):
-            assert np.array_equal(got, np.repeat(want, 3, axis=3) if c == 1 else want)
-    assert split_grid(np.zeros((50, 70, 3), np.uint8), 3, 5) is None            # not such a grid
 
 
 def test_tiles_fill_the_space(window, project, qtbot):
