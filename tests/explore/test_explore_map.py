@@ -100,10 +100,11 @@ def test_compute_timeline_ends_with_the_final_embedding(project):
     tl = compute_timeline(project, run_id)
     assert isinstance(tl, Timeline) and tl.run_id == run_id
     assert tl.epochs == [1, 2, 3] and tl.ids.tolist() == sample.tolist() and tl.frames.shape == (3, 100, 2)
-    _, final = project.load_embeddings(load_map_data(project, run_id).embedding_id)
-    np.testing.assert_allclose(tl.frames[2], align_frames([project.load_embeddings(e.id)[1] for e in
-                                                           project.embedding_sets(run_id)[:2]]
-                                                          + [final[sample]])[2], atol=1e-5)
+    # The frames are the aligned PCA maps of the two timeline sets and of the final set's sample.
+    sets = project.embedding_sets(run_id)
+    timeline = [project.load_embeddings(e.id)[1] for e in sets if e.split == "timeline"]
+    final = project.load_embeddings(sets[-1].id)[1][sample]
+    np.testing.assert_allclose(tl.frames, align_frames(timeline + [final]), atol=1e-6)
 
 
 def test_compute_timeline_needs_two_frames(project):
