@@ -12,6 +12,11 @@ Project view shows them at once), then torch and the engine's methods are
 loaded and every other view gets the project. Until then a banner names the
 file being opened and what is happening, and the actions that need the
 project are disabled.
+
+A project that cannot be written (a read-only file or folder, read-only storage)
+opens read-only: a banner says which file, why, and that nothing will be saved,
+and every action that would write (training, resuming, queueing, importing) is
+disabled with a tooltip saying why.
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ from .views.reconstructions_view import ReconstructionsView
 from .views.train_view import TrainView
 from .views.search_view import SearchView
 from .views.words_view import WordsView
+from .widgets import read_only_note, show_read_only
 from .workers import FunctionWorker
 
 MAX_RECENT = 8
@@ -78,7 +84,9 @@ def open_project_file(path: str | Path | None, *, demo: bool = False, create: bo
     """Open (or create) a project file and read its data sets and runs (on a worker thread).
 
     ``demo``: the demo project at ``path`` or :func:`demo_project_path`, created with the
-    built-in digits and shapes on first use. ``progress(-1, message)`` says what is happening."""
+    built-in digits and shapes on first use. ``progress(-1, message)`` says what is happening.
+    A file that cannot be written opens read-only (``project.read_only`` and
+    ``project.read_only_reason`` say so and why)."""
     say = progress or (lambda _fraction, _message: None)
     path = Path(path) if path is not None else demo_project_path()
     say(-1, "loading the project store…")
@@ -93,7 +101,7 @@ def open_project_file(path: str | Path | None, *, demo: bool = False, create: bo
         project = Project.create(path)
     else:
         say(-1, "checking the file…")
-        project = Project.open(path)
+        project = Project.open(path, read_only="auto")
     say(-1, "reading its data sets and runs…")
     try:                      # here, so that a file that cannot be read fails on this thread
         project.datasets()
@@ -228,6 +236,40 @@ class OpeningBanner(QFrame):
         self.step.setText(text)
 
 
+class ReadOnlyBanner(QFrame):
+    """A strip at the top of the window while the open project is read-only: which file,
+    why it cannot be written, and that nothing will be saved."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("readOnlyBanner")
+        # A warning strip that reads the same in light and dark themes.
+        self.setStyleSheet("#readOnlyBanner { background: #fff3c4; border-bottom: 1px solid #d8b74a; }"
+                           "#readOnlyBanner QLabel { color: #3d3100; }")
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(10, 5, 10, 5)
+        icon = QLabel()
+        icon.setPixmap(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning).pixmap(18, 18))
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay.addWidget(icon, 0, Qt.AlignmentFlag.AlignTop)
+        lay.addWidget(self.text, 1)
+        self.setVisible(False)
+
+    def show_project(self, project) -> None:
+        """Show the banner for ``project`` when it is read-only; hide it otherwise."""
+        if project is None or not project.read_only:
+            self.text.clear()
+            self.setVisible(False)
+            return
+        self.text.setText(f"<b>Read-only: {project.path.name}</b> — {project.read_only_reason}. "
+                          "You can look at everything, but nothing will be saved: training, resuming, "
+                          "importing data sets, new UMAP maps and zero-shot results are off. "
+                          f"<span style='color:#6b5a1e'>{project.path}</span>")
+        self.setVisible(True)
+
+
 class RunsWatcher(QObject):
     """Notices runs that another process (the CLI, torchrun) starts, ends or evaluates.
 
@@ -356,6 +398,8 @@ class MainWindow(QMainWindow):
         self._open_worker: FunctionWorker | None = None
         self._engine_worker: FunctionWorker | None = None
         self._close_when_stopped = False
+        #: the Map's auto_umap while a read-only project is open (None: no such project)
+        self._map_auto_umap: bool | None = None
         self._views: dict[str, QWidget] = {}
         #: Warm up UMAP's numba compilation when a map is about to be wanted (the app sets
         #: it; tests leave it off so that no compilation competes with their runs).
@@ -369,6 +413,8 @@ class MainWindow(QMainWindow):
         outer.setSpacing(0)
         self.opening_banner = OpeningBanner()
         outer.addWidget(self.opening_banner)
+        self.read_only_banner = ReadOnlyBanner()
+        outer.addWidget(self.read_only_banner)
         lay = QHBoxLayout()
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
@@ -475,6 +521,9 @@ class MainWindow(QMainWindow):
         self.map_view.show_run(run_id)
 
     def _resume_from_project_view(self, run_id: int) -> None:
+        if self.project is not None and self.project.read_only:
+            self._explain("Nothing to resume", read_only_note(self.project) + ": a run cannot be resumed.")
+            return
         self.show_view("train")
         if self.train_view.busy:
             self.statusBar().showMessage("A run is training: stop it first", 5000)
@@ -496,6 +545,9 @@ class MainWindow(QMainWindow):
             return None
         if self.project is None:
             self._explain("Nothing to resume", "No project is open.")
+            return None
+        if self.project.read_only:
+            self._explain("Nothing to resume", read_only_note(self.project) + ": a run cannot be resumed.")
             return None
         from engine.store import RESUMABLE_STATUSES
         resumable = [r.id for r in self.project.runs() if r.status in RESUMABLE_STATUSES]
@@ -601,8 +653,10 @@ class MainWindow(QMainWindow):
         opening = self.opening_path is not None
         for a in (self.new_action, self.open_action, self.recent_menu.menuAction()):
             a.setEnabled(not opening)
+        read_only = read_only_note(self.project) if self.ready else ""
         for a in (self.start_action, self.resume_action, self.import_action):
-            a.setEnabled(self.ready)
+            a.setEnabled(self.ready and not read_only)
+            show_read_only(a, read_only)
         self.pause_action.setEnabled(tv.busy and tv.state == "running")
         self.stop_action.setEnabled(tv.busy)
 
@@ -647,6 +701,7 @@ class MainWindow(QMainWindow):
         self._set_opening(None)
         if device_text is not None:
             self.device_text = device_text
+        self._show_read_only(project)
         for widget in self._views.values():
             if hasattr(widget, "set_project"):
                 widget.set_project(project)
@@ -662,13 +717,31 @@ class MainWindow(QMainWindow):
         self._sync_actions()
         self.project_opened.emit(project)
 
+    def _show_read_only(self, project) -> None:
+        """The read-only banner, and what the views must not store on a read-only project
+        (set before the views get the project)."""
+        note = read_only_note(project)
+        self.read_only_banner.show_project(project)
+        # The Map would compute a UMAP map and then fail to store it: on a read-only project it
+        # shows the maps the file holds (PCA at once) and starts no UMAP by itself.
+        mv = self.map_view
+        if note and self._map_auto_umap is None:
+            self._map_auto_umap, mv.auto_umap = mv.auto_umap, False
+        elif not note and self._map_auto_umap is not None:
+            mv.auto_umap, self._map_auto_umap = self._map_auto_umap, None
+        show_read_only(mv.kind_combo, note and f"{note}: only the maps it holds are shown (a new UMAP "
+                                              "map could not be stored)")
+        show_read_only(self.search_view.classify_button,
+                       note and f"{note}: zero-shot results are stored with the run, so Classify cannot run")
+
     def _update_title(self) -> None:
         if self.opening_path is not None:
             self.setWindowTitle(f"Opening {self.opening_path.name} — Pretext")
         elif self.project is None:
             self.setWindowTitle("Pretext")
         else:
-            self.setWindowTitle(f"{self.project.path.name} — Pretext")
+            lock = " (read-only)" if self.project.read_only else ""
+            self.setWindowTitle(f"{self.project.path.name}{lock} — Pretext")
 
     def open_project_async(self, path: str | Path | None, *, demo: bool = False, create: bool = False) -> None:
         """Open a project without freezing the window: the file on one worker thread (the
@@ -711,6 +784,7 @@ class MainWindow(QMainWindow):
         # The Project view shows the new file now; the other views keep the previous project
         # (or none) until the engine has loaded, then all switch together.
         self.project_view.set_project(project)
+        self.read_only_banner.show_project(project)
         self.project_shown.emit(project)
         worker = FunctionWorker(load_engine, thread_name="pretext-load-engine")
         worker.progress.connect(lambda _f, message: self.opening_banner.set_step(message))
@@ -726,6 +800,7 @@ class MainWindow(QMainWindow):
     def _on_engine_error(self, project, message: str, details: str) -> None:
         project.close()
         self.project_view.set_project(self.project)
+        self.read_only_banner.show_project(self.project)
         self._on_open_error(f"Could not load the engine: {message}", details)
 
     def _on_open_error(self, message: str, details: str) -> None:

@@ -58,9 +58,24 @@ def error_dialog(parent, title: str, message: str, details: str = "", informativ
     return box
 
 
-def fill_run_combo(combo, project, runs, with_status: bool = False) -> None:
-    """List ``runs`` (RunRecords of ``project``) in ``combo`` as "#id name (dataset)",
-    keeping the run that was selected when it is still listed (else the first);
+def run_title(run, dataset_name: str) -> str:
+    """A run's name with its data set, the data set named once: a default name already
+    says it ("simclr on digits"); a name the user typed gets it appended ("first on digits")."""
+    name = run.name or f"{run.method} on {dataset_name}"
+    return name if dataset_name in name else f"{name} on {dataset_name}"
+
+
+def run_label(run, dataset_name: str) -> str:
+    """How a run picker lists a run: "#2 simclr on digits", with its status when it has not
+    finished ("#3 first on digits — interrupted")."""
+    status = "" if run.status == "finished" else f" — {run.status}"
+    return f"#{run.id} {run_title(run, dataset_name)}{status}"
+
+
+def fill_run_combo(combo, project, runs, with_status: bool = True) -> None:
+    """List ``runs`` (RunRecords of ``project``) in ``combo`` as :func:`run_label` says
+    ("#id title", "— status" after runs that have not finished unless ``with_status`` is
+    False), keeping the run that was selected when it is still listed (else the first);
     emits no signals: the caller decides whether the selection changed."""
     current = combo.currentData()
     combo.blockSignals(True)
@@ -68,8 +83,8 @@ def fill_run_combo(combo, project, runs, with_status: bool = False) -> None:
     if project is not None:
         names = {d.id: d.name for d in project.datasets()}
         for r in runs:
-            combo.addItem(f"#{r.id} {r.name or r.method} ({names.get(r.dataset_id, '?')})"
-                          + (f" — {r.status}" if with_status and r.status != "finished" else ""), r.id)
+            name = names.get(r.dataset_id, "?")
+            combo.addItem(run_label(r, name) if with_status else f"#{r.id} {run_title(r, name)}", r.id)
     i = combo.findData(current) if current is not None else -1
     combo.setCurrentIndex(i if i >= 0 else (0 if combo.count() else -1))
     combo.blockSignals(False)
@@ -83,3 +98,23 @@ def select_run_quietly(combo, run_id: int) -> None:
         combo.blockSignals(True)
         combo.setCurrentIndex(i)
         combo.blockSignals(False)
+
+
+def read_only_note(project) -> str:
+    """Why nothing can be saved in ``project``, for the tooltip of an action that would write
+    ("" when it can be written, or no project is open)."""
+    if project is None or not getattr(project, "read_only", False):
+        return ""
+    return (f"{project.path.name} is open read-only ({project.read_only_reason}): "
+            "nothing can be saved in it")
+
+
+def show_read_only(widget, note: str) -> None:
+    """Give ``widget`` (a button or action that writes to the project) ``note`` as its tooltip
+    while the project is read-only, and its usual tooltip back when ``note`` is "". Enabling
+    it stays with the caller, which knows its other conditions."""
+    usual = widget.property("pretextUsualToolTip")
+    if usual is None:
+        usual = widget.toolTip()
+        widget.setProperty("pretextUsualToolTip", usual)
+    widget.setToolTip(note or usual)

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
                                QSplitter, QStackedWidget, QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
 
 from ..images import thumbnail, to_qimage
-from ..widgets import ElidedLabel
+from ..widgets import ElidedLabel, read_only_note, show_read_only
 from ..workers import FunctionWorker
 
 THUMB = 64
@@ -570,7 +570,7 @@ class DatasetsView(QWidget):
         self.dataset_combo.setCurrentIndex(i if i >= 0 else (0 if self.dataset_combo.count() else -1))
         self.dataset_combo.setPlaceholderText("no data sets: Import… one")
         self.dataset_combo.blockSignals(False)
-        self.import_button.setEnabled(self.project is not None and not self.importing)
+        self._update_import_button()
         if self.isVisible() and self.dataset_combo.currentData() != self.dataset_id:
             self._on_dataset_chosen()
         if self.project is None or not self.dataset_combo.count():
@@ -800,7 +800,7 @@ class DatasetsView(QWidget):
     def open_import_dialog(self, kind: str) -> ImportDialog | None:
         """Ask for the parameters of a ``kind`` import, then start it (returns the dialog)."""
         from engine.data import DATASET_KINDS
-        if self.project is None:
+        if self.project is None or self.project.read_only:
             return None
         dlg = ImportDialog(DATASET_KINDS[kind], [d.name for d in self.project.datasets()], self)
         dlg.accepted.connect(lambda: self.import_dataset(kind, dlg.dataset_name(), **dlg.values()))
@@ -810,7 +810,7 @@ class DatasetsView(QWidget):
 
     def import_dataset(self, kind: str, name: str | None = None, **params) -> bool:
         """Import on a worker thread with progress and Cancel; the new data set is then shown."""
-        if self.project is None or self.importing:
+        if self.project is None or self.project.read_only or self.importing:
             return False
         from engine.workbench import import_dataset
         have = {d.name for d in self.project.datasets()}
@@ -866,7 +866,13 @@ class DatasetsView(QWidget):
     def _on_import_finished(self) -> None:
         self.import_progress.setVisible(False)
         self.cancel_button.setVisible(False)
-        self.import_button.setEnabled(self.project is not None)
+        self._update_import_button()
+
+    def _update_import_button(self) -> None:
+        """Import… works on an open project that can be written (a read-only one says why)."""
+        read_only = read_only_note(self.project)
+        self.import_button.setEnabled(self.project is not None and not read_only and not self.importing)
+        show_read_only(self.import_button, read_only)
 
     def _show_error(self, title: str, message: str, details: str) -> None:
         from ..widgets import error_dialog

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QGroupBox, QHBoxL
                                QLabel, QMenu, QProgressBar, QPushButton, QSplitter, QTableWidget,
                                QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
+from ..widgets import read_only_note, show_read_only
 from ..workers import FunctionWorker
 
 RUN_COLUMNS = ("#", "Name", "Method", "Data set", "Status", "kNN", "Linear probe", "Created")
@@ -200,7 +201,8 @@ class ProjectView(QWidget):
             self.runs_empty.setVisible(False)
             self._update_buttons()
             return
-        self.title.setText(f"<b>{self.project.path.name}</b> &nbsp; <span style='color:gray'>"
+        lock = " &nbsp; (read-only)" if self.project.read_only else ""
+        self.title.setText(f"<b>{self.project.path.name}</b>{lock} &nbsp; <span style='color:gray'>"
                            f"{self.project.path}</span>")
         datasets = self.project.datasets()
         runs = self.project.runs()
@@ -277,11 +279,15 @@ class ProjectView(QWidget):
 
     def _update_buttons(self) -> None:
         ready = self.project is not None and self._opening is None
+        # A read-only project is shown, never changed: no data set is added, no run resumed.
+        read_only = read_only_note(self.project)
         status = self._selected_status() if ready else None
-        self.resume_button.setEnabled(status is not None and status in resumable_statuses())
+        self.resume_button.setEnabled(not read_only and status is not None and status in resumable_statuses())
         self.map_button.setEnabled(status == "finished")
-        self.add_button.setEnabled(ready and not self.importing)
+        self.add_button.setEnabled(ready and not read_only and not self.importing)
         self.refresh_button.setEnabled(ready)
+        for b in (self.resume_button, self.add_button):
+            show_read_only(b, read_only)
 
     def _resume_selected(self) -> None:
         run_id = self.selected_run_id()
@@ -309,7 +315,7 @@ class ProjectView(QWidget):
 
     def import_dataset(self, kind: str, name: str | None = None, **params) -> bool:
         """Import a data set on a worker thread, with progress and Cancel."""
-        if self.project is None or (self._import_worker is not None and self._import_worker.is_running()):
+        if self.project is None or self.project.read_only or self.importing:
             return False
         from engine.workbench import import_dataset
         have = {d.name for d in self.project.datasets()}

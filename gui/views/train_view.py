@@ -40,7 +40,7 @@ from engine.explore.collapse import (COLLAPSE_KEYS, COLLAPSE_RANK, COLLAPSE_STD,
 
 from ..config_form import ConfigForm
 from ..theme import accent, error_colour, style_plot
-from ..widgets import ElidedLabel
+from ..widgets import ElidedLabel, read_only_note, run_label, show_read_only
 from ..workers import FunctionWorker, TrainWorker
 
 
@@ -67,12 +67,6 @@ def available_devices() -> tuple[str, ...]:
         devices.append("mps")
     return tuple(devices)
 
-
-def run_title(run, dataset_name: str) -> str:
-    """A run's name with its data set, the data set named once: a default name already
-    says it ("simclr on digits"); a name the user typed gets it appended ("first on digits")."""
-    name = run.name or f"{run.method} on {dataset_name}"
-    return name if dataset_name in name else f"{name} on {dataset_name}"
 
 #: What the lower plot shows for a text run: the first of these metrics it reports.
 #: Training settings a text method does not read, hidden from its form: the image evaluations for
@@ -615,8 +609,7 @@ class TrainView(QWidget):
             datasets = {d.id: d.name for d in self.project.datasets()}
             for r in reversed(self.project.runs()):
                 if r.status in statuses and not (self.busy and r.id == self.run_id):
-                    self.resume_combo.addItem(
-                        f"#{r.id} {run_title(r, datasets.get(r.dataset_id, '?'))} — {r.status}", r.id)
+                    self.resume_combo.addItem(run_label(r, datasets.get(r.dataset_id, '?')), r.id)
         # (a combo with a placeholder text does not select its first item by itself)
         i = self.resume_combo.findData(current) if current is not None else -1
         self.resume_combo.setCurrentIndex(i if i >= 0 else (0 if self.resume_combo.count() else -1))
@@ -787,7 +780,9 @@ class TrainView(QWidget):
     def _update_buttons(self, *_):
         busy = self.busy
         idle = not busy
-        has_project = self.project is not None
+        # A read-only project can be looked at, not trained in: what would record a run is off.
+        read_only = read_only_note(self.project)
+        has_project = self.project is not None and not read_only
         has_data = self.dataset_combo.count() > 0
         self.start_button.setEnabled(idle and has_project and has_data and self._forms_valid)
         # The forms stay editable during a run: set up the next runs and queue them.
@@ -795,11 +790,13 @@ class TrainView(QWidget):
         self.pause_button.setEnabled(busy and self.state == "running")
         self.stop_button.setEnabled(busy and self.state in ("running", "paused", "starting"))
         can_resume_paused = busy and self.state == "paused"
-        can_resume_stored = idle and self.resume_combo.currentData() is not None
+        can_resume_stored = idle and has_project and self.resume_combo.currentData() is not None
         self.resume_button.setEnabled(can_resume_paused or can_resume_stored)
         self.resume_combo.setEnabled(idle)
         row = self.queue_list.currentRow()
-        self.run_queue_button.setEnabled(idle and bool(self.queue))
+        self.run_queue_button.setEnabled(idle and has_project and bool(self.queue))
+        for b in (self.start_button, self.queue_button, self.resume_button, self.run_queue_button):
+            show_read_only(b, read_only)
         self.up_button.setEnabled(row > 0)
         self.remove_button.setEnabled(0 <= row < len(self.queue))
         self.stop_all_button.setEnabled(busy or bool(self.queue))
@@ -807,7 +804,7 @@ class TrainView(QWidget):
     # ------------------------------------------------------------------ actions
     def start_run(self) -> bool:
         """Create a run from the forms and train it in a worker thread."""
-        if self.busy or self.project is None or not self._forms_valid:
+        if self.busy or self.project is None or self.project.read_only or not self._forms_valid:
             return False
         ds_id = self.dataset_combo.currentData()
         if ds_id is None:
@@ -831,7 +828,7 @@ class TrainView(QWidget):
 
     def resume_run(self, run_id: int) -> bool:
         """Continue a stored run from its last checkpoint."""
-        if self.busy or self.project is None:
+        if self.busy or self.project is None or self.project.read_only:
             return False
         self._clear_curves()
         self.run_id = run_id
@@ -875,7 +872,8 @@ class TrainView(QWidget):
     # ------------------------------------------------------------------ queue
     def add_to_queue(self) -> bool:
         """Queue a run with the settings in the forms (it starts when the runs before it end)."""
-        if self.project is None or not self._forms_valid or self.dataset_combo.currentData() is None:
+        if (self.project is None or self.project.read_only or not self._forms_valid
+                or self.dataset_combo.currentData() is None):
             return False
         try:
             cfg = self.run_config()
@@ -894,7 +892,7 @@ class TrainView(QWidget):
     def run_queue(self) -> bool:
         """Start the first queued run; the others follow as each run ends."""
         self.queue_held = False
-        if self.busy or not self.queue or self.project is None:
+        if self.busy or not self.queue or self.project is None or self.project.read_only:
             return False
         item = self.queue.pop(0)
         self._refresh_queue()
