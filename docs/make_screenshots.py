@@ -180,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         stop_all()
         return 1
     run_id = tv.run_id
-    tv.schedule_estimate()
-    wait_until(app, lambda: tv.estimate is not None, 60)    # the label shows numbers, not "estimating…"
+    # The view estimates after a run that started before any estimate: wait for its numbers.
+    wait_until(app, lambda: tv.estimate is not None, 60)
     shot("train")
 
     shoot_map(app, window, shot, run_id, args.umap_timeout)
