@@ -36,7 +36,7 @@ NAME = "word2vec"
 
 def ours(data, arch: str, epochs: int, threads: int, seed: int):
     from engine.train import RunConfig, TrainConfig
-    from engine.train_text import build_method, step_bounds, train_corpus, word_vectors
+    from engine.tasks.word2vec import build_method, step_bounds, train_corpus, word_vectors
     from engine.methods.word2vec import Word2VecConfig, mix_seed
     cfg = Word2VecConfig(arch=arch, dim=100, window=5, negative=5, sample=1e-3, min_count=5, threads=threads)
     run = RunConfig("word2vec", TrainConfig(epochs=epochs, lr=0.025, seed=seed), cfg, None)

@@ -3,7 +3,7 @@
 ``launch(project_path, run_id, nproc)`` starts ``nproc`` processes with
 ``torch.distributed.run``; each joins the process group (gloo on the CPU,
 nccl on GPUs), reads the run from the project file and calls the ordinary
-:func:`engine.train.train` with its rank. The loop shards every batch across
+:func:`engine.loop.train` with its rank. The loop shards every batch across
 ranks, DDP averages the gradients, and only rank 0 writes to the file.
 """
 from __future__ import annotations

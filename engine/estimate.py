@@ -1,8 +1,9 @@
 """How long a run will take and how much memory it needs, from a few dry-run steps.
 
-``estimate_run`` builds the method exactly as :mod:`engine.train` does, takes a
-warm-up step and then ``steps`` real training steps (augmented views, forward,
-backward, optimiser step) on a throw-away copy, and times them. Nothing is
+``estimate_run`` sets up the training loop's own image task (:mod:`engine.tasks.images`:
+the same data preparation, method and step), takes a warm-up step and then
+``steps`` real training steps (augmented views, forward, backward, optimiser
+step) on a throw-away copy, and times them. Nothing is
 written to the project: the run, its weights and its metrics only exist for the
 length of the call.
 
@@ -19,30 +20,24 @@ Memory:
   evaluation. Temporaries freed inside a layer are not counted, so it is a
   lower bound of the true peak, usually within a few tens of percent.
 
-Image methods only: text methods (word2vec, the masked language model) train
-in their own loops and answer ``available: False``.
+Image methods only: text methods (word2vec, the masked language model) answer
+``available: False``; their throughput shows once they train.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import statistics
 import time
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
-from . import augment, evaluate
-from .methods import DataInfo, get_method
-from .train import (
-    RunConfig,
-    step_generator,
-    default_run_config,
-    embed_images,
-    images_tensor,
-    lr_at,
-    make_optimizer,
-    pick_device,
-)
+from . import evaluate
+from .methods import get_method
+from .loop import task_steps
+from .tasks.images import ImageTask, earlier_raw_baselines, training_indices
+from .train import RunConfig, default_run_config, embed_images, pick_device
 
 #: Items embedded (and classified by kNN and the linear probe) to time one evaluation,
 #: scaled up to the whole data set.
@@ -94,8 +89,6 @@ def estimate_run(project, dataset, method: str | None = None, overrides: dict | 
                 "reason": "no estimate for text methods: their words/s or tokens/s show once they train"}
     # The first run on a data set fits the raw-pixel baselines; later ones reuse them.
     from types import SimpleNamespace
-
-    from .train import earlier_raw_baselines
     need_baselines = not earlier_raw_baselines(
         project, SimpleNamespace(id=-1, dataset_id=rec.id, fingerprint=rec.fingerprint), run_config.train.knn_k)
 
@@ -109,71 +102,48 @@ def estimate_run(project, dataset, method: str | None = None, overrides: dict | 
 def _estimate(data, run_config: RunConfig, m_cls, device: torch.device, steps: int,
               cancel: Callable[[], bool], max_seconds: float | None, need_baselines: bool) -> dict:
     tcfg = run_config.train
-    amp = tcfg.amp and device.type == "cuda"
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         base_allocated = torch.cuda.memory_allocated(device)
 
-    # The same data preparation as the loop: the images as a tensor, the training subset.
-    images = images_tensor(data)
-    train_idx = np.flatnonzero(data.split == 0)
-    if tcfg.max_train_items:
-        train_idx = train_idx[:tcfg.max_train_items]
-    if len(train_idx) < 2:
-        raise ValueError(f"dataset {data.name!r} has {len(train_idx)} training images; at least 2 are needed")
-    train_index = torch.from_numpy(train_idx)
-    train_images = images[train_index]
-    if cuda:
-        train_images = train_images.to(device)
-    n_train = len(train_idx)
-    batch = min(tcfg.batch_size, n_train)
-    steps_per_epoch = max(1, n_train // batch)
+    n_train = len(training_indices(data, tcfg.max_train_items))
     epochs = tcfg.epochs if m_cls.iterative else 1
-    total_steps = steps_per_epoch * epochs
-
-    torch.manual_seed(tcfg.seed)
-    info = DataInfo(data.name, data.channels, data.height, data.width, n_train)
-    method = m_cls(run_config.method_config, info)
-    method.prepare(data)
-    method = method.to(device)
-    data_bytes = images.numel() + train_images.numel()     # uint8: the loop's two copies
-
-    parts: dict[str, int] = {}
-    warning = ""
     if not m_cls.iterative:
         # A closed-form fit (PCA) on a sample, scaled linearly to the whole training set.
         sample = min(n_train, FIT_SAMPLE)
-        x = augment.normalize(train_images[:sample].to(device))
+        run_config = dataclasses.replace(run_config, train=dataclasses.replace(tcfg, max_train_items=sample))
+    # The loop's own task: the same data preparation, method and step.
+    task = ImageTask(run_config, data)
+    task.setup(None)
+    method, images = task.method, task.images
+    data_bytes = images.numel() + n_train * images[0].numel()     # uint8: the loop's two copies
+
+    parts: dict[str, int] = {}
+    warning = ""
+    steps_done = task_steps(task)
+    if not m_cls.iterative:
         t0 = time.perf_counter()
-        with torch.no_grad():
-            method.fit(x)
+        next(steps_done)
         if cuda:
             torch.cuda.synchronize(device)
         seconds_per_step = (time.perf_counter() - t0) * n_train / sample
-        steps_per_epoch = total_steps = 1
+        steps_per_epoch = 1
         timed_steps = 0
-        parts["normalised images"] = n_train * x[0].numel() * 4
+        parts["normalised images"] = n_train * images[0].numel() * 4
         parts["parameters"] = _tensor_bytes(method.parameters()) + _tensor_bytes(method.buffers())
     else:
-        optimizer = make_optimizer(method.parameters(), tcfg)
+        steps_per_epoch = task.steps_per_epoch
         param_storages = {_storage_key(p) for p in method.parameters()}
-        gen_order = torch.Generator().manual_seed(tcfg.seed)
         saved_peak = 0
         times: list[float] = []
-        method.train()
         t_start = time.perf_counter()
         for i in range(steps + 1):               # step 0 warms up (lazy inits, allocator, kernels)
             if cancel():
                 raise EstimateCancelled()
             if times and max_seconds is not None and time.perf_counter() - t_start > max_seconds:
                 break
-            idx = torch.randperm(n_train, generator=gen_order)[:batch]
-            x = train_images[idx.to(train_images.device)].to(device, non_blocking=True)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(i, total_steps, steps_per_epoch, tcfg)
-            gen = step_generator(tcfg.seed, i, 0, device)
             saved: dict[tuple, int] = {}
 
             def pack(t: torch.Tensor, saved=saved):
@@ -185,28 +155,26 @@ def _estimate(data, run_config: RunConfig, m_cls, device: torch.device, steps: i
             if cuda:
                 torch.cuda.synchronize(device)
             t0 = time.perf_counter()
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
-                    torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss, logs = method(x, run_config.views, gen, index=train_index[idx].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            method.after_step(i, total_steps)
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                done = next(steps_done, None)
+            if done is None:                     # a whole (tiny) run is shorter than the dry run
+                break
             if cuda:
                 torch.cuda.synchronize(device)
             if i > 0:
                 times.append(time.perf_counter() - t0)
-            if not torch.isfinite(loss.detach()).all():
+            if not math.isfinite(done.loss):
                 warning = "the loss was not finite in the dry run: try a lower learning rate"
             saved_peak = max(saved_peak, sum(saved.values()))
-            del loss, logs, x
-        seconds_per_step = statistics.median(times)
+        seconds_per_step = statistics.median(times) if times else 0.0
         timed_steps = len(times)
         parts["parameters"] = _tensor_bytes(method.parameters()) + _tensor_bytes(method.buffers())
         parts["gradients"] = _tensor_bytes(p for p in method.parameters() if p.requires_grad)
-        parts["optimiser state"] = _tensor_bytes(v for s in optimizer.state.values() for v in s.values()
+        parts["optimiser state"] = _tensor_bytes(v for s in task.optimizer.state.values() for v in s.values()
                                                  if isinstance(v, torch.Tensor))
         parts["saved activations"] = saved_peak
+    steps_done.close()
+    amp, batch = task.amp, task.global_batch
 
     # An evaluation embeds every item and classifies the test split by kNN; the last one
     # also fits the linear probe. Time them on a sample and scale to the whole data set.
@@ -265,7 +233,7 @@ def _estimate(data, run_config: RunConfig, m_cls, device: torch.device, steps: i
     out["evaluations"] = evaluations(out, tcfg.epochs, tcfg.eval_every)
     out["epochs"] = int(epochs)
     out["total_seconds"] = total_seconds(out, tcfg.epochs, tcfg.eval_every, tcfg.linear_probe_every_eval)
-    del method, train_images, images
+    del method, images, task
     if cuda:
         torch.cuda.empty_cache()
     return out

@@ -164,7 +164,7 @@ def create_run(project: Project, dataset: int | str, method: str,
 def run_training(project: Project, run_id: int, control: RunControl | None = None,
                  dist: DistInfo | None = None) -> Iterator[Event]:
     """Train or resume run ``run_id`` (the generator both front ends consume)."""
-    from .train import train
+    from .loop import train
     run = project.run(run_id)
     data = load_dataset(project, run.dataset_id)
     return train(project, run_id, data, control, dist)

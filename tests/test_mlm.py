@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine.config import ConfigError
-from engine.methods.mlm import (IGNORE, SPECIAL_TOKENS, MaskedLanguageModel, MLMConfig, build, fit,
+from engine.methods.mlm import (IGNORE, SPECIAL_TOKENS, MaskedLanguageModel, MLMConfig, build,
                                 mask_tokens, step_generator, train_tokenizer, truncate_pair)
 from engine.store.tensors import pack_state, unpack_state
 
@@ -177,11 +177,19 @@ def test_embed_sentences_shapes_and_padding_excluded(tiny_model):
 def test_planted_corpus_is_learned(one_thread):
     """After a few hundred CPU steps the colour names the animal, and held-out masked
     tokens are predicted far better than by the training-set frequencies."""
+    from engine.data.text import build_corpus
+    from engine.loop import train_task
+    from engine.tasks.mlm import MLMTask
+    from engine.train import RunConfig, TrainConfig
     train, held = planted(2000, 10), planted(200, 11)
-    torch.manual_seed(0)
-    model = build(MLMConfig(**TINY, nsp_weight=0.0), train)
+    # The app's task and schedule (warm-up, cosine decay): 2000 // 80 = 25 steps an epoch, 8 epochs.
+    run = RunConfig("mlm", TrainConfig(epochs=8, batch_size=80, lr=3e-3, device="cpu"),
+                    MLMConfig(**TINY, nsp_weight=0.0))
+    task = MLMTask(run, build_corpus("planted", train, heldout=0))
+    task.setup(None)                # the tokenizer, the token counts and the seeded untrained model
+    model = task.model
     before = model.evaluate(held, torch.Generator().manual_seed(0))
-    res = fit(model, train, steps=200, batch_size=32, lr=3e-3, seed=0)
+    res = train_task(task)
     assert res["steps"] == 200 and res["tokens_per_s"] > 0
     after = model.evaluate(held, torch.Generator().manual_seed(0))
     assert before["masked_accuracy"] < after["unigram_accuracy"] + 0.05

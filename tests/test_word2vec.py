@@ -8,7 +8,7 @@ from engine.methods import METHODS, DataInfo
 from engine.methods.word2vec import (Word2Vec, Word2VecConfig, _sample_noise, alias_table, build_vocab,
                                      keep_probabilities, noise_distribution, subsample, window_span)
 from engine.train import Evaluation, Finished, RunControl, Started, Step, EmbeddingsSaved
-from engine.train_text import train_corpus, word_vectors
+from engine.tasks.word2vec import train_corpus, word_vectors
 
 
 def test_registered_as_a_text_method():

@@ -40,9 +40,8 @@ Use, from a plain list of sentence strings::
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -257,7 +256,7 @@ class MaskedLanguageModel(Method):
     #: faster this early than fewer big ones).
     train_defaults = {"batch_size": 32, "lr": 4e-3, "weight_decay": 0.01, "warmup_epochs": 0.1,
                       "epochs": 3, "checkpoint_every": 500}
-    modality = "text"            # engine.train_text hands it to engine.train_mlm
+    modality = "text"            # trained by engine/tasks/mlm.py
     uses_views = False
 
     def __init__(self, cfg: MLMConfig, tokenizer):
@@ -533,7 +532,7 @@ def _init_weights(m: nn.Module) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Convenience for tests and the benchmark (the shared text loop drives training_step itself)
+# Building a model and seeding its steps (engine/tasks/mlm.py trains it in the shared loop)
 
 def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A generator seeded from the run seed and the step: batches and masks of step s
@@ -548,44 +547,3 @@ def build(cfg: MLMConfig, train_sentences: Sequence[str], seed: int = 0) -> Mask
     model = MaskedLanguageModel(cfg, tok)
     model.count_tokens(train_sentences)
     return model
-
-
-def fit(model: MaskedLanguageModel, sentences: Sequence[str], steps: int, batch_size: int = 32,
-        lr: float = 4e-3, progress: Callable[[int, dict], object] | None = None, seed: int = 0,
-        weight_decay: float = 0.01, max_seconds: float | None = None) -> dict:
-    """AdamW with a linear warm-up (the first 5 % of training, at most 200 steps) and a
-    linear decay to zero.
-
-    ``progress(step, logs)`` is called after every step; returning False stops.
-    With ``max_seconds`` training stops when the time is up and the schedule follows
-    whichever of steps or seconds is further along (a benchmark on a shared CPU: the
-    learning rate reaches zero when the budget does). Returns the last step's logs
-    plus steps, seconds and tokens_per_s.
-    """
-    if model.token_counts.sum() == 0:
-        model.count_tokens(sentences)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    warmup = max(1, min(200, steps // 20))
-    model.train()
-    tokens, t0, logs, done = 0, time.perf_counter(), {}, 0
-    for step in range(steps):
-        frac = step / steps
-        if max_seconds is not None:
-            frac = max(frac, (time.perf_counter() - t0) / max_seconds)
-        if frac >= 1.0:
-            break
-        for group in opt.param_groups:
-            group["lr"] = lr * min((step + 1) / warmup, (1.0 - frac) / 0.95)
-        g = step_generator(seed, step, model.device)
-        batch = model.make_batch(sentences, batch_size, g)
-        loss, logs = model(batch, g)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        tokens += int(batch["n_tokens"])
-        done = step + 1
-        if progress is not None and progress(step, logs) is False:
-            break
-    seconds = time.perf_counter() - t0
-    return {**logs, "steps": done, "seconds": seconds, "tokens_per_s": tokens / max(seconds, 1e-9)}

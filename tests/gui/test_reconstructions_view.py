@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 from engine.methods import DataInfo, get_method
-from engine.train import RunConfig, _save_reconstructions, images_tensor
+from engine.tasks.images import save_reconstructions
+from engine.train import RunConfig, images_tensor
 from engine.workbench import create_run, load_dataset
 
 
@@ -20,7 +21,7 @@ def _run_with_checkpoint(project, method: str, **overrides) -> int:
     torch.manual_seed(0)
     m = get_method(method)(cfg.method_config, DataInfo(data.name, data.channels, data.height, data.width, 100))
     project.save_checkpoint(run_id, 1, 1, {"model": m.state_dict(), "optim": {}, "step": 1})
-    _save_reconstructions(project, run_id, m.eval(), images_tensor(data), torch.device("cpu"), 0, 1)
+    save_reconstructions(project, run_id, m.eval(), images_tensor(data), torch.device("cpu"), 0, 1)
     project.update_run(run_id, status="finished")
     return run_id
 
