@@ -225,7 +225,7 @@ def run_task(project, record, task: Task, control: RunControl, dist: DistInfo) -
     yield Finished(run_id, "finished", step, final.metrics)
 
 
-def report(run_id: int, task: Task, log: "MetricsLog", meter: "Meter", done: StepDone, epoch: float) -> Step:
+def report(run_id: int, task: Task, log: MetricsLog, meter: Meter, done: StepDone, epoch: float) -> Step:
     """The Step event of the steps since the last report, and its metrics rows: the mean
     loss, the learning rate, the throughput and the last step's logs."""
     if done.loss is None:      # a closed-form fit: no loss, learning rate or throughput to speak of

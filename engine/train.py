@@ -16,6 +16,7 @@ import math
 import platform
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from .augment import ViewConfig
 from .config import param
 from .data import ImageData
 from .methods import Method, get_method
+from .methods.mlm import MaskedLanguageModel
 
 # --------------------------------------------------------------------------------------
 # Configuration
@@ -136,7 +138,6 @@ def check_runnable(run: RunConfig, data) -> None:
                                             f"{data.name!r} has no captions: use the built-in shapes, or an image "
                                             "folder imported with captions=captions.csv"})
     device = run.train.device
-    from .methods.mlm import MaskedLanguageModel
     if m.modality == "text" and not issubclass(m, MaskedLanguageModel) and device in ("cuda", "mps"):
         raise cfgmod.ConfigError({"device": f"{run.method} trains on the CPU only (device={device} was asked "
                                             "for): use device=cpu or auto"})
@@ -343,6 +344,5 @@ def readable_error(exc: Exception) -> str:
     return text
 
 
-def utc_now():
-    from datetime import datetime, timezone
+def utc_now() -> datetime:
     return datetime.now(timezone.utc)

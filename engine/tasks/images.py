@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .. import augment, evaluate
+from ..images import grid_png
 from ..methods import DataInfo, Method, get_method
 from ..train import embed_images, epoch_order, images_tensor, make_optimizer, pick_device, step_generator
 from .base import Task
@@ -209,7 +210,6 @@ def save_reconstructions(project, run_id: int, method: Method, images: torch.Ten
     method.train(was_training)
     if rec is None:
         return
-    from ..images import grid_png
     names = list(rec)        # original, input, reconstruction (and e.g. MAE's "pasted")
     project.save_artifact(run_id, "reconstructions", "png", grid_png([rec[k] for k in names]), step=step,
                           meta={"rows": names, "n": len(sample)})
