@@ -52,12 +52,12 @@ def shoot_map_compare(app, window, shot, run_id: int, other_id: int, umap_timeou
     from scipy.spatial import ConvexHull
     window.show_map(run_id)
     mv = window.map_view
-    wait_until(app, lambda: mv.info is not None and mv.info["run_id"] == run_id and mv.kind == "umap",
+    wait_until(app, lambda: mv.info is not None and mv.info.run_id == run_id and mv.kind == "umap",
                umap_timeout)
     mv.clear_selection()
     other = mv.open_compare(other_id)
     wait_until(app, lambda: other.info is not None and other.kind == "umap", umap_timeout)
-    labels = mv.info["data"].labels[mv.info["ids"]]
+    labels = mv.info.data.labels[mv.info.ids]
     members = mv.coords[labels == 3]
     dist = np.linalg.norm(members - np.median(members, axis=0), axis=1)
     members = members[dist < 2 * np.median(dist)]              # the class's main cluster
@@ -89,7 +89,7 @@ def shoot_words(app, window, project, shot, epochs: int = 10, umap_timeout: floa
     wv = window.words_view
     window.show_view("words")
     wv.show_run(run_id)
-    wait_until(app, lambda: wv.info is not None and wv.info["run_id"] == run_id, 60)
+    wait_until(app, lambda: wv.info is not None and wv.info.run_id == run_id, 60)
     # UMAP spreads the tight clusters of this tiny corpus (colours, shapes, sizes) better than PCA.
     wv.kind_combo.setCurrentIndex(wv.kind_combo.findData("umap"))
     wait_until(app, lambda: wv.kind == "umap", umap_timeout)
