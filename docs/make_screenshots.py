@@ -7,7 +7,9 @@ on the digits *through the window* (so the Train view shows real curves),
 waits for the UMAP map, trains a short masked autoencoder for the
 Reconstructions view, word2vec on the shapes captions for the Words view, and saves
 project.png, datasets.png, train.png, map.png, timeline.png, map-compare.png, reconstructions.png,
-compare.png, words.png, search.png and zero-shot.png (the window at 1366×768). Works offscreen too (``QT_QPA_PLATFORM=offscreen``),
+compare.png, words.png, search.png and zero-shot.png (the window at 1366×768), and
+read-only.png (the top of the window on a copy of the project in a folder made
+read-only with ``chattr +i``; left out where chattr is not permitted). Works offscreen too (``QT_QPA_PLATFORM=offscreen``),
 with Qt's built-in fonts.
 """
 from __future__ import annotations
@@ -128,6 +130,41 @@ def shoot_search(app, window, project, shot, epochs: int = 10) -> None:
     shot("zero-shot")
 
 
+def shoot_read_only(app, window, out: Path, project_path: Path) -> Path | None:
+    """A copy of the project in a folder made immutable (``chattr +i``, as root), opened the way
+    the app opens any file: the read-only banner and the Project view, top part only."""
+    import sqlite3
+    import subprocess
+    from PySide6.QtCore import QRect
+    folder = project_path.parent / "read-only"
+    folder.mkdir(exist_ok=True)
+    copy = folder / "course.pretext"
+    copy.unlink(missing_ok=True)
+    with sqlite3.connect(f"file:{project_path}?mode=ro", uri=True) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)                     # a consistent copy while the window has the file open
+    dst.close()
+    src.close()
+    done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"read-only.png left out: chattr +i is not permitted here ({done.stderr.strip()})")
+        return None
+    try:
+        opened = []
+        window.project_opened.connect(opened.append)
+        window.open_project_async(copy)
+        wait_until(app, lambda: bool(opened), 120)
+        window.project_opened.disconnect(opened.append)
+        window.show_view("project")
+        window.project_view.refresh()
+        wait_until(app, lambda: False, 0.5)
+        path = out / "read-only.png"
+        window.grab(QRect(0, 0, window.width(), 300)).save(str(path))
+        print(f"saved {path}", flush=True)
+        return path
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
@@ -231,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     window.project_view.select_run(run_id)
     shot("project")
     stop_all()
+    shoot_read_only(app, window, args.out, args.project)
     window.close()
     return 0
 
