@@ -329,10 +329,9 @@ def _data_warning(project, dataset_id: int, method: str) -> str | None:
     from .methods import get_method
     stats = project.dataset(dataset_id).stats
     size = stats.get("size") if isinstance(stats, dict) else None
-    cls = get_method(method)
-    if not size or getattr(cls, "modality", "images") != "images":
+    if not size:                  # a text corpus has no image size
         return None
-    return cls.data_warning(int(size[0]), int(size[1]))
+    return get_method(method).data_warning(int(size[0]), int(size[1]))
 
 
 def cmd_train(args) -> int:
@@ -646,6 +645,7 @@ def cmd_methods(args) -> int:
         print(f"{name:22s} {m.card.title} ({m.card.family}): {m.card.learns}")
         if args.verbose:
             print(f"{'':22s} loss: {m.card.loss}\n{'':22s} paper: {m.card.paper}")
+            print(f"{'':22s} trains on {m.modality}" + "".join(f"; {c}" for c in m.capabilities()))
     return 0
 
 

@@ -84,7 +84,7 @@ def estimate_run(project, dataset, method: str | None = None, overrides: dict | 
     m_cls = get_method(run_config.method)
     tcfg = run_config.train
     device = pick_device(tcfg.device)
-    if getattr(m_cls, "modality", "images") == "text" or getattr(data, "modality", "images") == "text":
+    if m_cls.trained_by != "images" or getattr(data, "modality", "images") == "text":
         return {"available": False, "device": str(device),
                 "reason": "no estimate for text methods: their words/s or tokens/s show once they train"}
     # The first run on a data set fits the raw-pixel baselines; later ones reuse them.

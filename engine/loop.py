@@ -30,7 +30,6 @@ import torch
 
 from .maps import pca_2d
 from .methods import get_method
-from .methods.mlm import MaskedLanguageModel
 from .store import ownership
 from .tasks.base import Task
 from .tasks.images import ImageTask
@@ -40,15 +39,16 @@ from .train import (CheckpointSaved, DistInfo, EmbeddingsSaved, Evaluation, Even
                     RunConfig, RunControl, Started, Step, readable_error, utc_now)
 
 
+#: The task of each kind of training, by the name a method declares as its ``trained_by``.
+TASKS: dict[str, type[Task]] = {"images": ImageTask, "word2vec": Word2VecTask, "mlm": MLMTask}
+
+
 def make_task(run_config: RunConfig, data, dist: DistInfo | None = None, project=None, record=None) -> Task:
     """The task that trains ``run_config``'s method (``project``/``record``: where it may
     write what only it writes; None for a dry run)."""
-    m_cls = get_method(run_config.method)
-    if m_cls.modality != "text":
-        return ImageTask(run_config, data, dist, project, record)
-    if dist is not None and dist.world_size > 1:
+    task = TASKS[get_method(run_config.method).trained_by]
+    if dist is not None and dist.world_size > 1 and not task.distributed:
         raise ValueError("text methods train in one process (threads, not torchrun): use --nproc 1")
-    task = MLMTask if issubclass(m_cls, MaskedLanguageModel) else Word2VecTask
     return task(run_config, data, dist, project, record)
 
 

@@ -26,7 +26,6 @@ from .augment import ViewConfig
 from .config import param
 from .data import ImageData
 from .methods import Method, get_method
-from .methods.mlm import MaskedLanguageModel
 
 # --------------------------------------------------------------------------------------
 # Configuration
@@ -138,7 +137,7 @@ def check_runnable(run: RunConfig, data) -> None:
                                             f"{data.name!r} has no captions: use the built-in shapes, or an image "
                                             "folder imported with captions=captions.csv"})
     device = run.train.device
-    if m.modality == "text" and not issubclass(m, MaskedLanguageModel) and device in ("cuda", "mps"):
+    if m.cpu_only and device in ("cuda", "mps"):
         raise cfgmod.ConfigError({"device": f"{run.method} trains on the CPU only (device={device} was asked "
                                             "for): use device=cpu or auto"})
     try:

@@ -172,7 +172,8 @@ def run_training(project: Project, run_id: int, control: RunControl | None = Non
 
 def load_trained_method(project: Project, run_id: int, device: str = "auto", checkpoint_id: int | None = None):
     """Rebuild a run's method with its latest checkpoint (or checkpoint ``checkpoint_id``), in
-    eval mode: (method, device)."""
+    eval mode: (method, device). A text method rebuilds from the state alone (it carries its
+    vocabulary); an image method is built for its data set's image shape first."""
     from .methods import DataInfo, get_method
     from .train import RunConfig, pick_device
     run = project.run(run_id)
@@ -184,12 +185,15 @@ def load_trained_method(project: Project, run_id: int, device: str = "auto", che
     else:
         state = project.load_checkpoint(checkpoint_id)
     cfg = RunConfig.from_dict(run.config)
-    data = load_dataset(project, run.dataset_id)
-    n_train = int((data.split == 0).sum())
-    info = DataInfo(data.name, data.channels, data.height, data.width, n_train)
+    m_cls = get_method(cfg.method)
     dev = pick_device(device)
-    method = get_method(cfg.method)(cfg.method_config, info)
-    method.load_state_dict(state["model"])
+    if m_cls.modality == "text":
+        method = m_cls.from_state(cfg.method_config, state["model"])
+    else:
+        data = load_dataset(project, run.dataset_id)
+        n_train = int((data.split == 0).sum())
+        method = m_cls(cfg.method_config, DataInfo(data.name, data.channels, data.height, data.width, n_train))
+        method.load_state_dict(state["model"])
     method.to(dev).eval()
     return method, dev
 
@@ -349,14 +353,15 @@ def export_embeddings(project: Project, embedding_id: int, out: Path, fmt: str) 
 
 def run_word_vectors(project: Project, run_id: int):
     """A text run's word vectors (its latest checkpoint) as :class:`~engine.text_eval.WordVectors`."""
+    from .methods import get_method
     from .text_eval import WordVectors
     run = project.run(run_id)
+    if not get_method(run.method).has_word_vectors:
+        raise ValueError(f"run {run_id} ({run.method}) has no word vectors")
     ck = project.latest_checkpoint(run_id)
     if ck is None:
         raise ValueError(f"run {run_id} has no checkpoint yet (status {run.status})")
     state = ck[2]["model"]
-    if "syn0" not in state or "vocab_ids" not in state:
-        raise ValueError(f"run {run_id} ({run.method}) has no word vectors")
     data = load_dataset(project, run.dataset_id)
     ids = state["vocab_ids"].numpy()
     return WordVectors([data.vocab[i] for i in ids], state["syn0"].numpy(), state["counts"].numpy())

@@ -25,12 +25,13 @@ from .retrieval import (DEFAULT_TEMPLATES, RECALL_KS, RETRIEVAL_ITEMS, EncodeTex
 
 
 def load_clip_run(project, run_id: int):
+    from .methods import get_method
     from .workbench import load_trained_method
-    method, device = load_trained_method(project, run_id)
-    if not hasattr(method, "encode_text"):
-        raise ValueError(f"run {run_id} trained {project.run(run_id).method}, which has no text encoder "
+    method_name = project.run(run_id).method
+    if not get_method(method_name).encodes_text:
+        raise ValueError(f"run {run_id} trained {method_name}, which has no text encoder "
                          "(search and zero-shot need a CLIP run)")
-    return method, device
+    return load_trained_method(project, run_id)
 
 
 def image_embeddings(project, run_id: int, dataset_id: int, method, device) -> np.ndarray:

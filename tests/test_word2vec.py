@@ -4,7 +4,7 @@ import pytest
 
 from engine import workbench
 from engine.data.text import build_corpus
-from engine.methods import METHODS, DataInfo
+from engine.methods import METHODS
 from engine.methods.word2vec import (Word2Vec, Word2VecConfig, _sample_noise, alias_table, build_vocab,
                                      keep_probabilities, noise_distribution, subsample, window_span)
 from engine.train import Evaluation, Finished, RunControl, Started, Step, EmbeddingsSaved
@@ -88,7 +88,7 @@ def fit(data, epochs=10, seed=0, **kw):
     ids = build_vocab(counts, 1)
     remap = np.full(len(data.vocab), -1, np.int32)
     remap[ids] = np.arange(len(ids))
-    m = Word2Vec(cfg, DataInfo("p", 0, 0, 0, len(tokens)), ids, counts[ids], seed=seed)
+    m = Word2Vec(cfg, ids, counts[ids], seed=seed)
     losses = []
     for e in range(epochs):
         loss, n_pred, _ = m.train_sentences(remap[tokens], offsets, 0, len(offsets) - 1, 0.025 * (1 - e / epochs),
@@ -127,8 +127,7 @@ def test_one_thread_is_deterministic():
 def test_softmax_refuses_large_vocabularies():
     from engine.config import ConfigError
     with pytest.raises(ConfigError, match="small vocabularies"):
-        Word2Vec(Word2VecConfig(objective="softmax"), DataInfo("x", 0, 0, 0, 0), np.arange(30000),
-                 np.ones(30000))
+        Word2Vec(Word2VecConfig(objective="softmax"), np.arange(30000), np.ones(30000))
 
 
 def test_word2vec_formats_round_trip_and_load_in_gensim(tmp_path):

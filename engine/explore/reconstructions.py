@@ -2,13 +2,14 @@
 which live setting, the pictures of one checkpoint at any setting, and the rows of a
 picture grid the training loop stored.
 
-The pictures come from the method's own ``reconstruct`` (MAE: ``reconstruct_images`` at
-any mask ratio) on a method rebuilt by :func:`engine.workbench.load_trained_method`.
+The pictures come from the method's own ``reconstruct``, at any setting of the slider its
+class declares (``Method.reconstructs``), on a method rebuilt by
+:func:`engine.workbench.load_trained_method`.
 """
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,22 +18,47 @@ from ..workbench import load_dataset, load_trained_method
 N_IMAGES = 16
 
 
-def reconstructs(method_name: str) -> bool:
-    """Whether a method draws reconstructions (it overrides ``Method.reconstruct``)."""
-    from ..methods import METHODS, Method
+def reconstruction_of(method_name: str):
+    """What a method declares it draws (a :class:`~engine.methods.Reconstruction`), or None
+    for a method that does not reconstruct or is unknown."""
+    from ..methods import METHODS
     cls = METHODS.get(method_name)
-    return cls is not None and cls.reconstruct is not Method.reconstruct
+    return cls.reconstructs if cls is not None else None
+
+
+def reconstructs(method_name: str) -> bool:
+    """Whether a method draws reconstructions."""
+    return reconstruction_of(method_name) is not None
 
 
 def setting_of(method_name: str, config: dict) -> tuple[str, float] | None:
-    """The live slider of a method and its trained value: ("Mask ratio", 0.75), ("Noise level", 0.5)."""
+    """The live slider of a method and its trained value: ("Mask ratio", 0.75), ("Noise level", 0.5);
+    None for a method without one."""
+    from ..methods import METHODS
+    cls = METHODS.get(method_name)
     mc = config.get("method_config") or {}
-    if method_name == "mae":
-        return "Mask ratio", float(mc.get("mask_ratio", 0.75))
-    if method_name == "denoising-autoencoder":
-        what = "Masked fraction" if mc.get("noise") == "masking" else "Noise level"
-        return what, float(mc.get("level", 0.5))
-    return None
+    slider = cls.reconstruction_slider(mc) if cls is not None else None
+    if slider is None:
+        return None
+    return slider.label, float(mc.get(slider.field, slider.default))
+
+
+def slider_of(method_name: str):
+    """The :class:`~engine.methods.Slider` a method declares (its range and default), or None."""
+    rec = reconstruction_of(method_name)
+    return rec.slider if rec is not None else None
+
+
+def input_title(method_name: str) -> str:
+    """What the method's "input" row shows: "masked input", "corrupted input", "input"."""
+    rec = reconstruction_of(method_name)
+    return rec.input_title if rec is not None else "input"
+
+
+def redraws(method_name: str) -> str:
+    """What a new seed draws anew in its pictures: "masks" or "noise"."""
+    rec = reconstruction_of(method_name)
+    return rec.redraws if rec is not None else "noise"
 
 
 @dataclass(frozen=True)
@@ -60,7 +86,8 @@ def compute_reconstructions(project, cache: ModelCache, run_id: int, checkpoint_
                             setting: float | None, seed: int, n: int = N_IMAGES) -> Reconstructions:
     """Reconstruct ``n`` test images with run ``run_id`` at ``checkpoint_id`` (on a worker thread).
 
-    ``setting`` is MAE's mask ratio or the denoising autoencoder's noise level (None: as trained)."""
+    ``setting`` is the value of the method's slider, MAE's mask ratio or the denoising
+    autoencoder's noise level (None: as trained), clipped to the slider's range."""
     import torch
     run = project.run(run_id)
     if cache.key != (run_id, checkpoint_id):
@@ -74,19 +101,10 @@ def compute_reconstructions(project, cache: ModelCache, run_id: int, checkpoint_
         pool = np.arange(data.n)
     pick = np.sort(np.random.default_rng(0).choice(pool, size=min(n, len(pool)), replace=False))
     images = np.ascontiguousarray(data.images[pick])
-    if run.method == "mae":
-        from ..methods.mae import reconstruct_images
-        ratio = cache.base_cfg.mask_ratio if setting is None else float(setting)
-        out = reconstruct_images(method, images, min(ratio, 0.95), seed=seed)
-        out.pop("mask", None)
-    else:
-        if run.method == "denoising-autoencoder" and setting is not None:
-            method.cfg = replace(cache.base_cfg, level=float(setting))
-        x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
-        g = torch.Generator(device=device).manual_seed(int(seed))
-        with torch.no_grad():
-            out = method.reconstruct(x, g)
-        method.cfg = cache.base_cfg
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
+    g = torch.Generator(device=device).manual_seed(int(seed))
+    with torch.no_grad(), method.with_setting(setting):
+        out = method.reconstruct(x, g)
     return Reconstructions(key=(run_id, checkpoint_id, setting, seed),
                            rows=[(k, np.asarray(v)) for k, v in out.items()], items=pick)
 

@@ -38,34 +38,27 @@ class WordsRun:
     model: Any                         #: the model when it can fill in [MASK], else None
 
 
-def text_runs(project) -> list:
-    """Finished runs of text methods, newest first."""
+def shows_words(method_name: str) -> bool:
+    """Whether the Words view has something to show of a method's runs: word vectors, or a
+    model that fills in [MASK]."""
     from ..methods import METHODS
-    out = []
-    for r in reversed(project.runs()):
-        cls = METHODS.get(r.method)
-        if r.status == "finished" and cls is not None and getattr(cls, "modality", "images") == "text":
-            out.append(r)
-    return out
+    cls = METHODS.get(method_name)
+    return cls is not None and (cls.has_word_vectors or cls.fills_masks)
+
+
+def text_runs(project) -> list:
+    """Finished runs of the methods the Words view shows, newest first."""
+    return [r for r in reversed(project.runs()) if r.status == "finished" and shows_words(r.method)]
 
 
 def load_fill_mask_model(project, run_id: int):
     """The run's model, rebuilt from its latest checkpoint, when it can fill in [MASK]; else None."""
     from ..methods import get_method
-    from ..train import RunConfig
     run = project.run(run_id)
-    cls = get_method(run.method)
-    if not hasattr(cls, "fill_mask"):
+    if not get_method(run.method).fills_masks or not project.checkpoints(run_id):
         return None
-    ck = project.latest_checkpoint(run_id)
-    if ck is None:
-        return None
-    if hasattr(cls, "from_state"):       # the model carries its tokenizer in its state dict
-        model = cls.from_state(RunConfig.from_dict(run.config).method_config, ck[2]["model"])
-    else:
-        model, _ = load_trained_method(project, run_id, device="cpu")
-    model.eval()
-    return model if hasattr(model, "fill_mask") else None
+    model, _ = load_trained_method(project, run_id, device="cpu")
+    return model
 
 
 def load_word_map(project, run_id: int, dataset_id: int) -> WordMap | None:

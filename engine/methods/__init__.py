@@ -6,7 +6,7 @@ automatically.
 from __future__ import annotations
 
 from .autoencoder import Autoencoder
-from .base import DataInfo, Method, MethodCard
+from .base import DataInfo, ImageMethod, Method, MethodCard, Reconstruction, Slider, TextMethod
 from .byol import BYOL
 from .channel_prediction import ChannelPrediction
 from .clip import CLIP
@@ -33,4 +33,5 @@ def get_method(name: str) -> type[Method]:
         raise ValueError(f"unknown method {name!r} (known: {', '.join(METHODS)})") from None
 
 
-__all__ = ["METHODS", "get_method", "Method", "MethodCard", "DataInfo"]
+__all__ = ["METHODS", "get_method", "Method", "ImageMethod", "TextMethod", "MethodCard", "DataInfo",
+           "Reconstruction", "Slider"]

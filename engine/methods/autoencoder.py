@@ -16,7 +16,7 @@ from torch import nn
 from ..config import param
 from ..losses import reconstruction_mse
 from ..nets import BACKBONES, build_backbone
-from .base import DataInfo, Method, MethodCard
+from .base import DataInfo, ImageMethod, MethodCard, Reconstruction
 
 
 @dataclass
@@ -51,11 +51,12 @@ class Decoder(nn.Module):
         return out
 
 
-class Autoencoder(Method):
+class Autoencoder(ImageMethod):
     name = "autoencoder"
     Config = AutoencoderConfig
     uses_views = False
     gpu_defaults = {"backbone": "resnet18-cifar", "batch_size": 512, "epochs": 50}
+    reconstructs = Reconstruction(input_title="input", redraws="noise")
     card = MethodCard(
         title="Autoencoder", family="bottleneck",
         learns="A compact code from which the image can be redrawn: whatever explains most pixels.",

@@ -1,27 +1,40 @@
-"""What every method shares: its card, its data description and its interface.
+"""What every method shares: its card, its data description, its declared kind and
+capabilities, and the interface of each kind.
 
-A method is an ``nn.Module`` holding everything it trains (backbone, heads,
-decoders). The training loop asks it for one thing per step::
+A method is an ``nn.Module`` holding everything it trains. There are two kinds, each
+with its own base class and its own training task (:mod:`engine.tasks`):
 
-    loss, logs = method.training_step(x_uint8, views, generator)
+* :class:`ImageMethod` (``modality = "images"``, trained by the images task). The loop
+  asks it for one thing per step::
 
-``x_uint8`` is a (B, C, H, W) uint8 batch already on the device; ``views`` is
-the run's :class:`~engine.augment.ViewConfig`; every random choice the method
-makes comes from ``generator`` (seeded from the run seed and the step), which
-is what makes a resumed run reach the same weights as an uninterrupted one.
-``logs`` holds floats for the curves; it may also hold a detached tensor under
-``"z"`` (the projections of one view) from which the loop computes the
-collapse metrics.
+      loss, logs = method.training_step(x_uint8, views, generator)
 
-``index`` (optional) holds the dataset indices of the batch's items, for
-methods that need more than pixels (CLIP looks up each item's captions, which
-its ``prepare`` tokenised once before training).
+  ``x_uint8`` is a (B, C, H, W) uint8 batch already on the device; ``views`` is
+  the run's :class:`~engine.augment.ViewConfig`; every random choice the method
+  makes comes from ``generator`` (seeded from the run seed and the step), which
+  is what makes a resumed run reach the same weights as an uninterrupted one.
+  ``logs`` holds floats for the curves; it may also hold a detached tensor under
+  ``"z"`` (the projections of one view) from which the loop computes the
+  collapse metrics. ``index`` (optional) holds the dataset indices of the batch's
+  items, for methods that need more than pixels (CLIP looks up each item's
+  captions, which its ``prepare`` tokenised once before training).
+  ``embed`` gives the representation that evaluation, maps and exports use.
 
-``embed`` gives the representation that evaluation, maps and exports use.
+* :class:`TextMethod` (``modality = "text"``): built from its config and what it
+  learned from the corpus (word2vec: its vocabulary; the masked language model: its
+  tokenizer), never from an image shape; rebuilt from a checkpoint by
+  :meth:`TextMethod.from_state` alone, since the state carries that vocabulary. One
+  step is ``loss, logs, items = method.training_step(batch, seed)``.
+
+What a method can do beyond training is declared on its class, never guessed from
+its name or probed with ``hasattr``: :attr:`Method.reconstructs` (with the slider it
+takes), :attr:`Method.has_word_vectors`, :attr:`Method.fills_masks`,
+:attr:`Method.encodes_text`, :attr:`Method.needs_captions`. ``tests/test_methods.py``
+checks every registered method does what it declares.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -45,7 +58,7 @@ class MethodCard:
 
 @dataclass(frozen=True)
 class DataInfo:
-    """What a method needs to know about its data to build its modules."""
+    """What an image method needs to know about its data to build its modules."""
     name: str
     channels: int
     height: int
@@ -53,34 +66,116 @@ class DataInfo:
     n_train: int
 
 
+@dataclass(frozen=True)
+class Slider:
+    """The one setting a trained method can reconstruct at other than as trained: a
+    field of its Config (MAE's mask ratio, a denoising autoencoder's noise level)."""
+    field: str           #: the Config field it sets
+    label: str           #: what the GUI calls it: "Mask ratio"
+    low: float           #: its range, both ends included
+    high: float
+    default: float       #: the Config's default
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """What a method that reconstructs draws with :meth:`ImageMethod.reconstruct`."""
+    input_title: str              #: the title of its "input" row: "masked input"
+    redraws: str                  #: what a new seed draws anew: "masks" or "noise"
+    slider: Slider | None = None  #: None: the corruption has no live setting
+
+
 class Method(nn.Module):
+    """What both kinds share: the registry's name, the config, the card, the defaults
+    and the declared capabilities. Subclass :class:`ImageMethod` or :class:`TextMethod`."""
     name: ClassVar[str]
     Config: ClassVar[type]
     card: ClassVar[MethodCard]
+    #: What the method trains on, "images" or "text" (set by :class:`ImageMethod` and
+    #: :class:`TextMethod`); a data set holds one or the other.
+    modality: ClassVar[str]
+    #: The task of :mod:`engine.tasks` that trains it: "images", "word2vec" or "mlm".
+    trained_by: ClassVar[str]
     #: False for closed-form methods (PCA): the loop calls ``fit`` once instead of steps.
     iterative: ClassVar[bool] = True
-    #: What the method trains on: "images" (engine.train) or "text" (engine.train_text).
-    modality: ClassVar[str] = "images"
     #: Whether the run's view config is used (shown in the form and preview).
     uses_views: ClassVar[bool] = True
-    #: Whether the method learns from captions (CLIP): it needs a captioned dataset.
-    needs_captions: ClassVar[bool] = False
+    #: Training settings the method does not read (hidden from its form).
+    ignores_settings: ClassVar[tuple[str, ...]] = ()
     #: Settings (of the loop, the method or "views.*") that suit this method on
     #: small data on the CPU better than the loop's defaults.
     train_defaults: ClassVar[dict] = {}
     #: Applied on top when training on a CUDA GPU: CIFAR-size recipes.
     gpu_defaults: ClassVar[dict] = {}
+    #: Whether it trains on the CPU only (word2vec's kernel): a GPU device is refused.
+    cpu_only: ClassVar[bool] = False
 
-    def __init__(self, cfg, info: DataInfo):
+    # Capabilities ------------------------------------------------------------------------
+    #: It draws reconstructions (:meth:`ImageMethod.reconstruct`), and how; None: it does not.
+    reconstructs: ClassVar[Reconstruction | None] = None
+    #: Its checkpoint holds a vector per word (``syn0``, ``vocab_ids``, ``counts``):
+    #: neighbours, analogies, the word map and the word2vec export.
+    has_word_vectors: ClassVar[bool] = False
+    #: It fills in ``[MASK]`` (:meth:`fill_mask`).
+    fills_masks: ClassVar[bool] = False
+    #: It embeds text in its image space (:meth:`encode_text`): search and zero-shot.
+    encodes_text: ClassVar[bool] = False
+    #: It learns from captions (CLIP): it needs a captioned dataset.
+    needs_captions: ClassVar[bool] = False
+
+    def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
-        self.info = info
+
+    @classmethod
+    def capabilities(cls) -> list[str]:
+        """What it can do beyond training, in words (the CLI's ``methods -v``)."""
+        out = []
+        if cls.reconstructs is not None:
+            slider = cls.reconstructs.slider
+            out.append("reconstructs" + (f" (live {slider.label.lower()} {slider.low:g}–{slider.high:g}, "
+                                         f"default {slider.default:g})" if slider is not None else ""))
+        out += [words for has, words in ((cls.has_word_vectors, "word vectors"), (cls.fills_masks, "fills [MASK]"),
+                                         (cls.encodes_text, "encodes text"), (cls.needs_captions, "needs captions"))
+                if has]
+        return out
 
     @classmethod
     def data_warning(cls, height: int, width: int) -> str | None:
         """A sentence for the user when this method is unlikely to learn much from
         images of this size (shown before a run starts, never an error)."""
         return None
+
+    @classmethod
+    def reconstruction_slider(cls, method_config: dict) -> Slider | None:
+        """The slider of a run trained with ``method_config`` (its stored dict): the
+        declared one, which a method may relabel by its config."""
+        return cls.reconstructs.slider if cls.reconstructs is not None else None
+
+    # The capabilities' operations; only a method that declares one implements it.
+    def reconstruct(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, np.ndarray]:
+        """(``reconstructs``) {"original", "input", "reconstruction", ...}, every value a
+        uint8 (B, H, W, C) image batch (each key becomes one row of the stored picture),
+        at the Config's slider setting."""
+        raise NotImplementedError(f"{self.name} does not reconstruct")
+
+    def fill_mask(self, text: str, k: int = 5) -> list[list[tuple[str, float]]]:
+        """(``fills_masks``) For each [MASK] in ``text``, the ``k`` likeliest tokens and their probabilities."""
+        raise NotImplementedError(f"{self.name} does not fill masks")
+
+    def encode_text(self, texts) -> np.ndarray:
+        """(``encodes_text``) Unit vectors of ``texts`` in the image embeddings' space."""
+        raise NotImplementedError(f"{self.name} does not encode text")
+
+
+class ImageMethod(Method):
+    """A method that learns from images (the images task of :mod:`engine.tasks` trains it)."""
+    modality = "images"
+    trained_by = "images"
+
+    def __init__(self, cfg, info: DataInfo):
+        super().__init__(cfg)
+        self.info = info
 
     def training_step(self, x: torch.Tensor, views: ViewConfig, generator: torch.Generator,
                       index: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
@@ -119,11 +214,10 @@ class Method(nn.Module):
         """Closed-form training on all normalised train images (non-iterative methods)."""
         raise NotImplementedError
 
-    def reconstruct(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, np.ndarray] | None:
-        """For methods that reconstruct: {"original", "input", "reconstruction", ...},
-        every value a uint8 (B, H, W, C) image batch (each key becomes one row of the
-        stored picture), or None for methods that don't."""
-        return None
+    def with_setting(self, value: float | None):
+        """The method configured to reconstruct at slider ``value`` (None: as trained), as a
+        context: ``with method.with_setting(0.5): method.reconstruct(x, g)``."""
+        return _Setting(self, value)
 
     # Helpers shared by the image methods -------------------------------------------------
     @staticmethod
@@ -136,3 +230,44 @@ class Method(nn.Module):
     @staticmethod
     def normalized(x: torch.Tensor) -> torch.Tensor:
         return normalize(x)
+
+
+class _Setting:
+    """Sets the slider's Config field for the duration of a ``with`` block, clipped to its range."""
+
+    def __init__(self, method: ImageMethod, value: float | None):
+        self.method, self.value, self.saved = method, value, method.cfg
+
+    def __enter__(self):
+        slider = self.method.reconstruction_slider({})
+        if self.value is not None and slider is not None:
+            value = min(max(float(self.value), slider.low), slider.high)
+            self.method.cfg = replace(self.saved, **{slider.field: value})
+        return self.method
+
+    def __exit__(self, *exc):
+        self.method.cfg = self.saved
+        return False
+
+
+class TextMethod(Method):
+    """A method that learns from a text corpus (the word2vec or mlm task trains it).
+
+    Its constructor takes its config and what it learned from the corpus before the
+    first step (subclasses name it: a vocabulary, a tokenizer), never an image shape;
+    :meth:`from_state` rebuilds a trained one from a checkpoint's state dict alone."""
+    modality = "text"
+    uses_views = False
+    #: The image evaluations a text run never makes.
+    ignores_settings = ("linear_probe_every_eval", "knn_k", "timeline_items")
+
+    @classmethod
+    def from_state(cls, cfg, state: dict[str, torch.Tensor]) -> "TextMethod":
+        """The model whose ``state_dict()`` was ``state`` (its vocabulary included)."""
+        raise NotImplementedError
+
+    def training_step(self, batch, seed: int) -> tuple[torch.Tensor | float, dict[str, float], int]:
+        """One step on the task's ``batch``, every random draw from ``seed`` (a function of the
+        run seed and the step): (loss, logs, items trained on). The loss is a tensor for the
+        task's optimiser, or a float when the method updated its weights itself (word2vec)."""
+        raise NotImplementedError

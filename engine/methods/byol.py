@@ -21,7 +21,7 @@ from ..augment import make_view_pair
 from ..config import param
 from ..losses import byol_loss
 from ..nets import BACKBONES, build_backbone, mlp
-from .base import DataInfo, Method, MethodCard
+from .base import DataInfo, ImageMethod, MethodCard
 from .momentum import cosine_momentum, ema_update, frozen_copy
 
 
@@ -38,7 +38,7 @@ class BYOLConfig:
                             min=0.0, max=1.0)
 
 
-class BYOL(Method):
+class BYOL(ImageMethod):
     name = "byol"
     Config = BYOLConfig
     # A CIFAR-10 recipe (as in lightly's and solo-learn's benchmarks): ResNet-18, BYOL's head

@@ -39,7 +39,7 @@ from ..augment import MEAN, STD
 from ..config import param
 from ..nets import BACKBONES, build_backbone
 from .autoencoder import Decoder
-from .base import DataInfo, Method, MethodCard
+from .base import DataInfo, ImageMethod, MethodCard, Reconstruction
 
 CHANNELS = "rgb"
 
@@ -57,10 +57,11 @@ class ChannelPredictionConfig:
                       advanced=True)
 
 
-class ChannelPrediction(Method):
+class ChannelPrediction(ImageMethod):
     name = "channel-prediction"
     Config = ChannelPredictionConfig
     uses_views = False
+    reconstructs = Reconstruction(input_title="channel removed", redraws="masks")
     gpu_defaults = {"backbone": "resnet18-cifar", "batch_size": 512, "epochs": 50}
     card = MethodCard(
         title="Channel prediction", family="masking",

@@ -42,7 +42,7 @@ from ..config import param
 from ..losses import clip_loss
 from ..nets import BACKBONES, build_backbone
 from ..retrieval import clip_metrics, item_captions
-from .base import DataInfo, Method, MethodCard
+from .base import DataInfo, ImageMethod, MethodCard
 
 PAD, UNK = 0, 1                       # token ids; words start at 2
 INIT_LOG_SCALE = math.log(1 / 0.07)   # the paper's initial temperature
@@ -161,11 +161,12 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     return _GatherWithGrad.apply(x.float().contiguous())
 
 
-class CLIP(Method):
+class CLIP(ImageMethod):
     name = "clip"
     Config = CLIPConfig
     uses_views = False          # flips and colour jitter would contradict "on the left", "red"
     needs_captions = True
+    encodes_text = True
     # Batch 128 and weight decay 0.1: on shapes, at equal images seen, both learn the slow
     # attribute (shape) faster than 256 and 1e-4, and a 128 step costs under half a 256
     # one on the CPU (bench/clip_shapes.py's docstring has the measurements).

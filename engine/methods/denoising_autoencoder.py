@@ -8,7 +8,7 @@ to zero).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -16,7 +16,7 @@ from ..augment import mask_image_patches
 from ..config import param
 from ..nets import BACKBONES
 from .autoencoder import Autoencoder
-from .base import MethodCard
+from .base import MethodCard, Reconstruction, Slider
 
 
 @dataclass
@@ -34,12 +34,20 @@ class DenoisingAutoencoderConfig:
 class DenoisingAutoencoder(Autoencoder):
     name = "denoising-autoencoder"
     Config = DenoisingAutoencoderConfig
+    reconstructs = Reconstruction(input_title="corrupted input", redraws="noise",
+                                  slider=Slider("level", "Noise level", 0.0, 0.95, 0.5))
     card = MethodCard(
         title="Denoising autoencoder", family="bottleneck",
         learns="A code robust to corruption: structure that lets the network undo the noise.",
         loss="min_{f,g} Σ_i ||x_i − g(f(x̃_i))||²,  x̃ ~ q(x̃ | x)",
         paper="Vincent, Larochelle, Bengio & Manzagol, Extracting and composing robust features "
               "with denoising autoencoders, ICML 2008")
+
+    @classmethod
+    def reconstruction_slider(cls, method_config: dict) -> Slider:
+        # The same setting is a masked fraction when the noise is masking.
+        slider = cls.reconstructs.slider
+        return replace(slider, label="Masked fraction") if method_config.get("noise") == "masking" else slider
 
     def corrupt(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.cfg.level == 0:

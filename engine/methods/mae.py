@@ -38,7 +38,7 @@ from torch import nn
 from ..augment import make_views, normalize, random_patch_mask
 from ..config import ConfigError, param
 from ..nets.vit import VIT_SIZES, Block, ViT, init_transformer_weights, sincos_pos_embed_2d
-from .base import DataInfo, Method, MethodCard
+from .base import DataInfo, ImageMethod, MethodCard, Reconstruction, Slider
 
 #: Added to a patch's variance before the square root, as in models_mae.py.
 NORM_PIX_EPS = 1e-6
@@ -82,7 +82,7 @@ def unnormalize_patches(pred: torch.Tensor, mean: torch.Tensor, var: torch.Tenso
     return pred * (var + NORM_PIX_EPS) ** 0.5 + mean
 
 
-class MaskedAutoencoder(Method):
+class MaskedAutoencoder(ImageMethod):
     name = "mae"
     Config = MAEConfig
     # MAE's recipe is AdamW, weight decay 0.05, warm-up, lr = 1.5e-4 · batch / 256 — for 800
@@ -95,6 +95,9 @@ class MaskedAutoencoder(Method):
     # On a GPU, MAE's own rule: 1.5e-4 · 1024 / 256, 5 % of the epochs warm-up.
     gpu_defaults = {"size": "small", "batch_size": 1024, "lr": 1.5e-4 * 1024 / 256, "epochs": 400,
                     "warmup_epochs": 20}
+    # The slider stops short of 1: a mask ratio of 1 leaves the encoder nothing to see.
+    reconstructs = Reconstruction(input_title="masked input", redraws="masks",
+                                  slider=Slider("mask_ratio", "Mask ratio", 0.0, 0.95, 0.75))
     card = MethodCard(
         title="Masked autoencoder (MAE)", family="masking",
         learns="Enough about shapes and layout to fill in three quarters of an image from the "

@@ -31,8 +31,7 @@ way (buffer ``token_counts``) for the unigram baseline of :meth:`evaluate`.
 Use, from a plain list of sentence strings::
 
     model = build(MLMConfig(), train_sentences)          # tokenizer + counts
-    batch = model.make_batch(train_sentences, 64, g)     # g seeded per step
-    loss, logs = model.training_step(batch, g)
+    loss, logs, n_tokens = model.training_step(SentenceBatch(train_sentences, list(range(64))), step_seed(0, 0))
     model.evaluate(held_out_sentences, g)                # accuracy, perplexity, unigram baseline
     model.fill_mask("the jury said [MASK] evidence", k=5)
     model.embed_sentences(["a sentence", "another"])     # (2, dim), mean-pooled
@@ -49,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError, check, param
-from .base import Method, MethodCard
+from .base import MethodCard, TextMethod
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = [PAD, UNK, CLS, SEP, MASK]
@@ -238,9 +237,19 @@ class Block(nn.Module):
 # ------------------------------------------------------------------------------------------------
 # The model
 
-class MaskedLanguageModel(Method):
+@dataclass(frozen=True)
+class SentenceBatch:
+    """One step's sentences A: ``sentences[i]`` for each i in ``indices`` (the epoch's
+    order; ``sentences`` in document order, so sentence i + 1 really follows i)."""
+    sentences: Sequence[str]
+    indices: torch.Tensor | Sequence[int]
+
+
+class MaskedLanguageModel(TextMethod):
     name = "mlm"
     Config = MLMConfig
+    trained_by = "mlm"
+    fills_masks = True
     card = MethodCard(
         title="Masked language model (BERT)",
         family="text",
@@ -256,12 +265,11 @@ class MaskedLanguageModel(Method):
     #: faster this early than fewer big ones).
     train_defaults = {"batch_size": 32, "lr": 4e-3, "weight_decay": 0.01, "warmup_epochs": 0.1,
                       "epochs": 3, "checkpoint_every": 500}
-    modality = "text"            # trained by engine/tasks/mlm.py
-    uses_views = False
 
     def __init__(self, cfg: MLMConfig, tokenizer):
+        """``tokenizer``: trained on the corpus (:func:`train_tokenizer`); it sizes everything."""
         check(cfg)
-        super().__init__(cfg, None)     # no DataInfo: everything it needs is in the tokenizer
+        super().__init__(cfg)
         self.tokenizer = tokenizer
         ids = [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS]
         if ids != list(range(len(SPECIAL_TOKENS))):
@@ -384,15 +392,17 @@ class MaskedLanguageModel(Method):
         return ids < self.n_special
 
     # -- training --------------------------------------------------------------------------------
-    def training_step(self, batch: dict[str, torch.Tensor],
-                      generator: torch.Generator) -> tuple[torch.Tensor, dict]:
-        """Mask the batch (draws from ``generator``), then MLM + NSP losses."""
-        loss, logs = self._losses(batch, generator)
-        return loss, logs
+    def training_step(self, batch: SentenceBatch, seed: int) -> tuple[torch.Tensor, dict, int]:
+        """Pair each sentence A with its B and mask the pairs (one generator seeded with
+        ``seed`` draws both), then MLM + NSP losses: (loss, logs, tokens)."""
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        pairs = self.make_batch(batch.sentences, len(batch.indices), generator, indices=batch.indices)
+        loss, logs = self._losses(pairs, generator)
+        return loss, logs, int(pairs["n_tokens"])
 
-    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator):
-        # The loop calls the module so DistributedDataParallel's forward hook sees the step.
-        return self.training_step(batch, generator)
+    def forward(self, batch: SentenceBatch, seed: int):
+        # The task calls the module, as any nn.Module's hooks expect.
+        return self.training_step(batch, seed)
 
     def _losses(self, batch, generator, *, sums: bool = False):
         cfg = self.cfg
@@ -534,10 +544,15 @@ def _init_weights(m: nn.Module) -> None:
 # ------------------------------------------------------------------------------------------------
 # Building a model and seeding its steps (engine/tasks/mlm.py trains it in the shared loop)
 
-def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A generator seeded from the run seed and the step: batches and masks of step s
+def step_seed(seed: int, step: int) -> int:
+    """The seed of step ``step`` of a run seeded ``seed``: batches and masks of step s
     are the same whether or not the run was interrupted before it."""
-    return torch.Generator(device=device).manual_seed((seed * 1_000_003 + step * 9_973) % (2**63 - 1))
+    return (seed * 1_000_003 + step * 9_973) % (2**63 - 1)
+
+
+def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator seeded with :func:`step_seed`."""
+    return torch.Generator(device=device).manual_seed(step_seed(seed, step))
 
 
 def build(cfg: MLMConfig, train_sentences: Sequence[str], seed: int = 0) -> MaskedLanguageModel:

@@ -26,7 +26,7 @@ from ..augment import make_view_pair
 from ..config import param
 from ..losses import info_nce
 from ..nets import BACKBONES, build_backbone, mlp
-from .base import DataInfo, Method, MethodCard
+from .base import DataInfo, ImageMethod, MethodCard
 from .momentum import ema_update, frozen_copy
 
 
@@ -45,7 +45,7 @@ class MoCoConfig:
                                    "(one queue per view; twice the compute)")
 
 
-class MoCo(Method):
+class MoCo(ImageMethod):
     name = "moco"
     Config = MoCoConfig
     # MoCo's CIFAR-10 recipe (the official CIFAR demo, as in lightly's and solo-learn's benchmarks):

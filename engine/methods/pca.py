@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import param
-from .base import DataInfo, Method, MethodCard
+from .base import DataInfo, ImageMethod, MethodCard, Reconstruction
 
 
 @dataclass
@@ -19,12 +19,13 @@ class PCAConfig:
     dim: int = param(64, "Number of principal components kept (the embedding size)", min=1, max=4096)
 
 
-class PCA(Method):
+class PCA(ImageMethod):
     name = "pca"
     Config = PCAConfig
     iterative = False
     uses_views = False
     train_defaults = {"epochs": 1}
+    reconstructs = Reconstruction(input_title="input", redraws="noise")     # its projection, redrawn
     card = MethodCard(
         title="PCA (linear baseline)", family="bottleneck",
         learns="The directions of largest pixel variance: the best linear code of its size.",

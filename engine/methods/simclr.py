@@ -13,7 +13,7 @@ from ..augment import make_view_pair
 from ..config import param
 from ..losses import nt_xent
 from ..nets import BACKBONES, build_backbone, mlp
-from .base import DataInfo, Method, MethodCard
+from .base import DataInfo, ImageMethod, MethodCard
 
 
 @dataclass
@@ -26,7 +26,7 @@ class SimCLRConfig:
                                min=0.01, max=10.0)
 
 
-class SimCLR(Method):
+class SimCLR(ImageMethod):
     name = "simclr"
     Config = SimCLRConfig
     gpu_defaults = {"backbone": "resnet18-cifar", "batch_size": 512, "epochs": 100, "lr": 1e-3}

@@ -18,7 +18,7 @@ from ..augment import make_view_pair
 from ..config import param
 from ..losses import simsiam_loss
 from ..nets import BACKBONES, build_backbone, mlp
-from .base import DataInfo, Method, MethodCard
+from .base import DataInfo, ImageMethod, MethodCard
 
 
 @dataclass
@@ -32,7 +32,7 @@ class SimSiamConfig:
                                   choices=(2, 3))
 
 
-class SimSiam(Method):
+class SimSiam(ImageMethod):
     name = "simsiam"
     Config = SimSiamConfig
     # The paper's CIFAR-10 recipe (appendix D): ResNet-18, 2-layer projector of 2048, predictor

@@ -30,7 +30,7 @@ from ..augment import make_view_pair, make_views
 from ..config import param
 from ..losses import sinkhorn_knopp, swav_loss
 from ..nets import BACKBONES, build_backbone, mlp
-from .base import DataInfo, Method, MethodCard
+from .base import DataInfo, ImageMethod, MethodCard
 
 
 @dataclass
@@ -61,7 +61,7 @@ class SwAVConfig:
                                   min=0, max=10**8, advanced=True)
 
 
-class SwAV(Method):
+class SwAV(ImageMethod):
     name = "swav"
     Config = SwAVConfig
     # A CIFAR-10 recipe (as in solo-learn's): ResNet-18, 3000 prototypes, batch 256 with a queue

@@ -40,7 +40,7 @@ import torch
 
 from ..config import ConfigError, param
 from ..maps import numba_cache_dir
-from .base import DataInfo, Method, MethodCard
+from .base import MethodCard, TextMethod
 
 numba_cache_dir()            # before numba is imported: compiled kernels are cached on disk
 import numba  # noqa: E402
@@ -338,7 +338,19 @@ def train_block(tokens, offsets, s_begin, s_end, syn0, out, keep, prob, alias, s
 # The method
 
 
-class Word2Vec(Method):
+@dataclass(frozen=True)
+class SentenceSpan:
+    """One word2vec step: sentences [begin, end) of a corpus of model word ids (−1 = not
+    in the vocabulary) with its sentence ``offsets``, the lr falling from ``lr`` to ``lr_end``."""
+    tokens: np.ndarray
+    offsets: np.ndarray
+    begin: int
+    end: int
+    lr: float
+    lr_end: float
+
+
+class Word2Vec(TextMethod):
     """Input vectors ``syn0`` (the embeddings) and output vectors ``out``, as buffers:
     they are trained by the kernel, not by autograd. ``vocab_ids`` maps the
     model's word index to the dataset's vocabulary and ``counts`` holds the
@@ -346,8 +358,12 @@ class Word2Vec(Method):
 
     name = "word2vec"
     Config = Word2VecConfig
-    modality = "text"
-    uses_views = False
+    trained_by = "word2vec"
+    has_word_vectors = True
+    cpu_only = True              # the kernel is numba on the CPU's threads
+    #: Its own SGD with a linearly falling lr replaces the optimiser settings.
+    ignores_settings = TextMethod.ignores_settings + ("batch_size", "optimizer", "weight_decay",
+                                                      "warmup_epochs", "amp", "max_train_items")
     train_defaults = {"epochs": 5, "lr": 0.025, "checkpoint_every": 100}
     card = MethodCard(
         title="word2vec (skip-gram / CBOW)", family="text",
@@ -359,9 +375,11 @@ class Word2Vec(Method):
               "Distributed Representations of Words and Phrases and their Compositionality",
         url="https://arxiv.org/abs/1310.4546")
 
-    def __init__(self, cfg: Word2VecConfig, info: DataInfo, vocab_ids: np.ndarray | None = None,
+    def __init__(self, cfg: Word2VecConfig, vocab_ids: np.ndarray | None = None,
                  counts: np.ndarray | None = None, seed: int = 0):
-        super().__init__(cfg, info)
+        """``vocab_ids``: the dataset vocabulary index of each model word, most frequent
+        first; ``counts``: their training counts; ``seed``: the initial vectors'."""
+        super().__init__(cfg)
         vocab_ids = np.zeros(0, np.int64) if vocab_ids is None else np.asarray(vocab_ids, np.int64)
         counts = np.zeros(len(vocab_ids), np.int64) if counts is None else np.asarray(counts, np.int64)
         v = len(vocab_ids)
@@ -388,6 +406,21 @@ class Word2Vec(Method):
         self._keep = keep_probabilities(counts, self.cfg.sample)
         self._prob, self._alias = alias_table(noise_distribution(counts, self.cfg.noise_power))
         self._sig, self._logsig = _tables()
+
+    @classmethod
+    def from_state(cls, cfg: Word2VecConfig, state: dict[str, torch.Tensor]) -> "Word2Vec":
+        if "syn0" not in state or "vocab_ids" not in state:
+            raise ValueError("this state has no word vectors (keys 'syn0', 'vocab_ids'): not a word2vec checkpoint")
+        model = cls(cfg, state["vocab_ids"].numpy(), state["counts"].numpy())
+        model.load_state_dict(state)
+        model._sampling()             # the sampling tables follow the loaded counts
+        return model
+
+    def training_step(self, batch: SentenceSpan, seed: int) -> tuple[float, dict[str, float], int]:
+        """Train on ``batch`` (the kernel updates the vectors itself): (loss per prediction, {}, words)."""
+        loss, n_pred, words = self.train_sentences(batch.tokens, batch.offsets, batch.begin, batch.end,
+                                                   batch.lr, batch.lr_end, seed)
+        return loss / max(1, n_pred), {}, words
 
     @property
     def threads(self) -> int:

@@ -24,6 +24,8 @@ class Task:
     items = "images"
     rate = "img/s"
     rate_metric = "images_per_s"
+    #: Whether it trains across the processes of a torchrun job (the text tasks use threads).
+    distributed = True
 
     def __init__(self, run_config: RunConfig, data, dist: DistInfo | None = None, project=None, record=None):
         self.run_config = run_config

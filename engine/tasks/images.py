@@ -15,7 +15,7 @@ import torch
 
 from .. import augment, evaluate
 from ..images import grid_png
-from ..methods import DataInfo, Method, get_method
+from ..methods import DataInfo, ImageMethod, get_method
 from ..train import embed_images, epoch_order, images_tensor, make_optimizer, pick_device, step_generator
 from .base import Task
 
@@ -48,7 +48,7 @@ class ImageTask(Task):
         m_cls = get_method(self.run_config.method)
         self.iterative = m_cls.iterative
         info = DataInfo(data.name, data.channels, data.height, data.width, self.n_train)
-        method: Method = m_cls(self.run_config.method_config, info)
+        method: ImageMethod = m_cls(self.run_config.method_config, info)
         method.prepare(data)          # once, before any restore: e.g. CLIP tokenises the captions
         self.method = method.to(self.device)
         # A closed-form fit is one step, its only epoch.
@@ -197,10 +197,12 @@ def earlier_raw_baselines(project, record, knn_k: int) -> dict[str, float]:
     return {}
 
 
-def save_reconstructions(project, run_id: int, method: Method, images: torch.Tensor,
+def save_reconstructions(project, run_id: int, method: ImageMethod, images: torch.Tensor,
                          device: torch.device, seed: int, step: int, n: int = 16) -> None:
     """A PNG grid, one row per picture kind (original / input / reconstruction...),
-    for methods that reconstruct; nothing for the others."""
+    for a method that reconstructs; nothing for the others."""
+    if method.reconstructs is None:
+        return
     g = torch.Generator().manual_seed(seed)
     sample = images[torch.randperm(len(images), generator=g)[:n]].to(device)
     was_training = method.training
@@ -208,8 +210,6 @@ def save_reconstructions(project, run_id: int, method: Method, images: torch.Ten
     with torch.no_grad():
         rec = method.reconstruct(sample, step_generator(seed, 0, 0, device))
     method.train(was_training)
-    if rec is None:
-        return
     names = list(rec)        # original, input, reconstruction (and e.g. MAE's "pasted")
     project.save_artifact(run_id, "reconstructions", "png", grid_png([rec[k] for k in names]), step=step,
                           meta={"rows": names, "n": len(sample)})

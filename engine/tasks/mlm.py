@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..data.text import HELDOUT, TRAIN
-from ..methods.mlm import MaskedLanguageModel, build, step_generator
+from ..methods.mlm import MaskedLanguageModel, SentenceBatch, build, step_generator, step_seed
 from ..train import epoch_order, make_optimizer, pick_device
 from .base import Task, require_text
 
@@ -31,6 +31,7 @@ EVAL_SEED = 12_345            # the same masks at every evaluation: curves compa
 
 class MLMTask(Task):
     items, rate, rate_metric = "sentences", "tokens/s", "tokens_per_s"
+    distributed = False
 
     def setup(self, state: dict | None) -> None:
         tcfg, data, cfg = self.train_config, self.data, self.run_config.method_config
@@ -65,9 +66,8 @@ class MLMTask(Task):
     def step(self, step: int, indices: torch.Tensor, lr: float):
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        gen = step_generator(self.train_config.seed, step, self.device)
-        pairs = self.model.make_batch(self.train_sentences, self.batch, gen, indices=indices)
-        loss, logs = self.model(pairs, gen)
+        loss, logs, n_tokens = self.model(SentenceBatch(self.train_sentences, indices),
+                                          step_seed(self.train_config.seed, step))
         value = float(loss.detach())
         if not np.isfinite(value):
             return value, {}, 0
@@ -75,7 +75,7 @@ class MLMTask(Task):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
-        return value, {k: float(v) for k, v in logs.items()}, int(pairs["n_tokens"])
+        return value, {k: float(v) for k, v in logs.items()}, n_tokens
 
     def state(self) -> dict:
         return {"model": self.model.state_dict(), "optim": self.optimizer.state_dict()}

@@ -19,8 +19,8 @@ import numpy as np
 
 from .. import text_eval
 from ..data.text import TRAIN, TextData
-from ..methods import DataInfo, get_method
-from ..methods.word2vec import build_vocab, mix_seed
+from ..methods import get_method
+from ..methods.word2vec import SentenceSpan, build_vocab, mix_seed
 from ..train import RunConfig
 from .base import Task, require_text
 
@@ -34,6 +34,7 @@ SHAPES_GROUPS = {
 
 class Word2VecTask(Task):
     items, rate, rate_metric = "words", "words/s", "words_per_s"
+    distributed = False
 
     def setup(self, state: dict | None) -> None:
         run_cfg, data, tcfg = self.run_config, self.data, self.train_config
@@ -66,10 +67,9 @@ class Word2VecTask(Task):
         return tcfg.lr - (tcfg.lr - self.cfg.min_lr) * min(1.0, step / max(1, self.total_steps))
 
     def step(self, step: int, sentences: tuple[int, int], lr: float):
-        loss, n_pred, words = self.method.train_sentences(
-            self.model_tokens, self.offsets, sentences[0], sentences[1], lr, self.learning_rate(step + 1),
-            mix_seed(self.train_config.seed, step))
-        return loss / max(1, n_pred), {}, words
+        span = SentenceSpan(self.model_tokens, self.offsets, sentences[0], sentences[1], lr,
+                            self.learning_rate(step + 1))
+        return self.method.training_step(span, mix_seed(self.train_config.seed, step))
 
     def state(self) -> dict:
         return {"model": self.method.state_dict(), "optim": {}}
@@ -157,5 +157,4 @@ def build_method(run_cfg: RunConfig, data: TextData, tokens: np.ndarray):
     if len(vocab_ids) < 2:
         raise ValueError(f"dataset {data.name!r}: {len(vocab_ids)} words occur min_count={cfg.min_count} "
                          "times in the training sentences; lower min_count")
-    info = DataInfo(data.name, 0, 0, 0, int(len(tokens)))
-    return m_cls(cfg, info, vocab_ids, counts[vocab_ids], seed=run_cfg.train.seed)
+    return m_cls(cfg, vocab_ids, counts[vocab_ids], seed=run_cfg.train.seed)

@@ -24,8 +24,8 @@ from PySide6.QtGui import QFontMetrics, QKeySequence, QPainter, QShortcut
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider, QTabWidget,
                                QVBoxLayout, QWidget)
 
-from engine.explore.reconstructions import (ModelCache, Reconstructions, compute_reconstructions,
-                                            load_saved_pictures, reconstructs, setting_of)
+from engine.explore.reconstructions import (ModelCache, Reconstructions, compute_reconstructions, input_title,
+                                            load_saved_pictures, reconstructs, redraws, slider_of, setting_of)
 
 from ..images import to_qimage
 from ..widgets import ElidedLabel, error_dialog, fill_run_combo
@@ -33,15 +33,13 @@ from ..workers import FunctionWorker
 
 DEBOUNCE_MS = 120
 
-#: What each picture row is called, per method: "input" depends on the corruption.
+#: What each picture row is called; "input" depends on the method's corruption (its declared title).
 ROW_TITLES = {"original": "original", "reconstruction": "reconstruction", "pasted": "visible + predicted"}
-INPUT_TITLES = {"mae": "masked input", "denoising-autoencoder": "corrupted input",
-                "channel-prediction": "channel removed", "autoencoder": "input"}
 
 
 def row_title(method_name: str, key: str) -> str:
     """What a picture row shows, in words ("input" depends on the method's corruption)."""
-    return INPUT_TITLES.get(method_name, "input") if key == "input" else ROW_TITLES.get(key, key)
+    return input_title(method_name) if key == "input" else ROW_TITLES.get(key, key)
 
 
 def fitted_columns(n_images: int, n_rows: int, image_w: int, image_h: int, width: float, height: float,
@@ -273,6 +271,8 @@ class ReconstructionsView(QWidget):
         setting = setting_of(run.method, run.config)
         self.slider.blockSignals(True)
         if setting is not None:
+            slider = slider_of(run.method)
+            self.slider.setRange(int(round(slider.low * 100)), int(round(slider.high * 100)))
             self.slider_label.setText(setting[0])
             self.slider.setValue(int(round(setting[1] * 100)))
         self.slider.blockSignals(False)
@@ -308,8 +308,7 @@ class ReconstructionsView(QWidget):
         for w in (self.slider, self.value_label):
             w.setToolTip(why or "Redraw the live pictures at another setting")
         self.sample_button.setEnabled(run is not None and live)
-        self.sample_button.setText("New masks" if run is not None and run.method in ("mae", "channel-prediction")
-                                   else "New noise")
+        self.sample_button.setText(f"New {redraws(run.method) if run is not None else 'noise'}")
 
     def _on_tab_changed(self, *_) -> None:
         """The controls and the status line speak of the pictures on screen."""

@@ -50,7 +50,7 @@ def searches(method_name: str) -> bool:
     """Whether a method pairs images with text (CLIP): its runs can be searched."""
     from engine.methods import METHODS
     cls = METHODS.get(method_name)
-    return cls is not None and bool(getattr(cls, "needs_captions", False))
+    return cls is not None and cls.encodes_text
 
 
 def unsearchable_note(runs) -> str:

@@ -69,10 +69,6 @@ def available_devices() -> tuple[str, ...]:
 
 
 #: What the lower plot shows for a text run: the first of these metrics it reports.
-#: Training settings a text method does not read, hidden from its form: the image evaluations for
-#: every text method, and the optimiser settings word2vec replaces with its own SGD (linear decay).
-TEXT_UNUSED_TRAIN = ("linear_probe_every_eval", "knn_k", "timeline_items")
-UNUSED_TRAIN = {"word2vec": ("batch_size", "optimizer", "weight_decay", "warmup_epochs", "amp", "max_train_items")}
 TEXT_METRICS = (("analogy", "analogy accuracy"), ("masked_accuracy", "masked-token accuracy"),
                 ("neighbour_purity", "neighbour purity"))
 
@@ -652,7 +648,7 @@ class TrainView(QWidget):
         """"images" or "text": what the chosen method trains on."""
         from engine.methods import METHODS
         cls = METHODS.get(self.method_combo.currentData() or "")
-        return getattr(cls, "modality", "images") if cls is not None else "images"
+        return cls.modality if cls is not None else "images"
 
     @property
     def is_text(self) -> bool:
@@ -696,7 +692,7 @@ class TrainView(QWidget):
         self._shown_defaults = {"train": cfgmod.to_dict(train), "views": cfgmod.to_dict(views)}
         self._method_cls = m
         self.tabs.clear()
-        hide = (TEXT_UNUSED_TRAIN if getattr(m, "modality", "images") == "text" else ()) + UNUSED_TRAIN.get(method, ())
+        hide = m.ignores_settings          # training settings the method does not read
         # Only the devices that exist here are offered (a run on a missing one fails at once).
         self.train_form = ConfigForm(type(train), train, hide=hide, offer={"device": available_devices()})
         self.train_form.set_values(edits["train"])
@@ -707,9 +703,8 @@ class TrainView(QWidget):
         self.tabs.addTab(_scroll(self.method_form), f"{m.card.title} settings")
         i = self.tabs.addTab(_scroll(self.views_form), "Augmented views")
         # Methods without views (text methods, PCA, autoencoders) do not show the tab at all.
-        uses_views = bool(m.uses_views) and getattr(m, "modality", "images") != "text"
-        self.tabs.setTabVisible(i, uses_views)
-        self.tabs.setTabEnabled(i, uses_views)
+        self.tabs.setTabVisible(i, m.uses_views)
+        self.tabs.setTabEnabled(i, m.uses_views)
         self.tabs.setTabToolTip(i, "How the two views of an image are made")
         self._style_for_modality()
         for form in (self.train_form, self.method_form, self.views_form):
@@ -754,7 +749,7 @@ class TrainView(QWidget):
         """The method's own word on the chosen images (MAE on 8×8 digits), or None."""
         rec = self._dataset_record()
         size = rec.stats.get("size") if rec is not None and isinstance(rec.stats, dict) else None
-        if getattr(m, "modality", "images") != "images" or not size:
+        if not size:                  # a text corpus has no image size
             return None
         return m.data_warning(int(size[0]), int(size[1]))
 
@@ -1450,7 +1445,7 @@ class TrainView(QWidget):
         """The run being shown trains a text method (its method, not the one now picked)."""
         from engine.methods import METHODS
         cls = METHODS.get(self._run_method or self.method_combo.currentData() or "")
-        return cls is not None and getattr(cls, "modality", "images") == "text"
+        return cls is not None and cls.modality == "text"
 
     def _set_eval_name(self, name: str) -> None:
         if name != self._eval_name:
