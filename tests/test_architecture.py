@@ -1,5 +1,6 @@
-"""The rules of the layout, checked: the engine never imports Qt or the GUI, and
-nothing unpickles."""
+"""The rules of the layout, checked: the engine never imports Qt or the GUI, nothing
+unpickles, engine/ has no import cycle, and the views ask a method's declared
+capabilities instead of testing its name."""
 import ast
 import re
 import subprocess
@@ -46,10 +47,9 @@ def test_nothing_unpickles():
 # ---------------------------------------------------------------------------------------------
 # No import cycles in engine/, counting imports inside functions (they hide a cycle, not remove it)
 
-#: Cycles that exist today and are being removed (issue 12, item 1: one training loop replaces
-#: train → train_text → train_mlm → train). Imports among these three modules are left out of the
-#: graph until then; any other cycle, including a new one through them, still fails.
-KNOWN_CYCLE_MODULES = {"engine.train", "engine.train_text", "engine.train_mlm"}
+#: Modules whose imports among themselves are left out of the cycle check: none (the one
+#: training loop removed the last cycle, train → train_text → train_mlm → train).
+KNOWN_CYCLE_MODULES: set[str] = set()
 
 
 def _module_name(path: Path) -> str:
@@ -149,3 +149,81 @@ def test_a_method_never_reaches_persistence_or_zero_shot():
             reached.add(nxt)
             todo.append(nxt)
     assert not reached & {"engine.zero_shot", "engine.workbench", "engine.store"}, sorted(reached)
+
+
+# ---------------------------------------------------------------------------------------------
+# The views ask what a method can do (Method.reconstructs, fills_masks, ...), never its name
+
+#: Where the rule holds: the GUI and the view logic it drives.
+CAPABILITY_ASKERS = ("gui", "engine/explore")
+#: Names that hold a method's name in the front ends.
+METHOD_NAME_HOLDERS = {"method", "method_name"}
+
+
+def _strings(node: ast.AST) -> list[str]:
+    """The string literals a comparison operand is: "mae" → ["mae"], ("mae", "clip") → both."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+    return []
+
+
+def _names_a_method(node: ast.AST) -> bool:
+    """``run.method``, ``method``, ``method_name``, ``cls.name``/``m.name``: a method's name."""
+    if isinstance(node, ast.Attribute):
+        return node.attr == "method" or (node.attr == "name" and isinstance(node.value, ast.Name)
+                                          and node.value.id in ("cls", "m", "m_cls", "method"))
+    return isinstance(node, ast.Name) and node.id in METHOD_NAME_HOLDERS
+
+
+def _method_attributes() -> set[str]:
+    """Every attribute a registered method class defines beyond nn.Module's: what a
+    ``hasattr`` on a method would probe for."""
+    from torch import nn
+
+    from engine.methods import METHODS
+    return {a for cls in METHODS.values() for k in cls.__mro__ if k.__module__.startswith("engine.")
+            for a in vars(k)} - set(dir(nn.Module))
+
+
+def name_branches(source: str, method_attributes: set[str]) -> list[tuple[int, str]]:
+    """(line, code) of each comparison of a method's name with a string literal, and each
+    ``hasattr(x, "attr")`` whose attribute a method class defines, in ``source``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            if any(_names_a_method(o) for o in operands) and any(_strings(o) for o in operands):
+                found.append((node.lineno, ast.unparse(node)))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "hasattr" \
+                and len(node.args) == 2 and isinstance(node.args[1], ast.Constant) \
+                and node.args[1].value in method_attributes:
+            found.append((node.lineno, ast.unparse(node)))
+    return found
+
+
+def test_name_branches_are_found_in_code_only():
+    attrs = _method_attributes()
+    assert {"fill_mask", "from_state", "encode_text", "reconstruct"} <= attrs
+    code = """
+# run.method == "mae" in a comment is fine
+note = 'run.method == "mae" in a string is fine'
+if run.method == "mae": pass
+if method in ("mae", "channel-prediction"): pass
+if "clip" != method_name: pass
+if cls.name == "word2vec": pass
+if hasattr(cls, "fill_mask"): pass
+if hasattr(widget, "set_project"): pass
+if run.method == other.method: pass
+if key == "input": pass
+"""
+    assert [line for line, _ in name_branches(code, attrs)] == [4, 5, 6, 7, 8]
+
+
+def test_the_gui_and_explore_never_branch_on_a_method_name_or_probe_it():
+    attrs = _method_attributes()
+    bad = [f"{p.relative_to(ROOT)}:{line}: {code}" for folder in CAPABILITY_ASKERS
+           for p in sorted((ROOT / folder).rglob("*.py"))
+           for line, code in name_branches(p.read_text(encoding="utf-8"), attrs)]
+    assert not bad, "ask the method's declared capabilities instead: " + "; ".join(bad)
