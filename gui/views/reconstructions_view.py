@@ -1,12 +1,11 @@
 """The Reconstructions view: what a reconstructing method makes of its input.
 
-For the autoencoder, the denoising autoencoder, the masked autoencoder and
-channel prediction: rows of original images, what the network was shown
-(noisy, masked, a channel removed) and what it drew back (plus, for MAE, the
-visible patches pasted over the prediction). The pictures come from the
-method's own ``reconstruct`` (MAE: ``reconstruct_images`` at any mask ratio),
-computed on a worker thread from the chosen checkpoint. Moving the mask-ratio
-or noise slider recomputes them live: requests are debounced and only the
+For every method that declares it reconstructs (``Method.reconstructs``: PCA, the
+autoencoders, MAE, channel prediction): rows of original images, what the network was
+shown (noisy, masked, a channel removed) and what it drew back (plus, for MAE, the
+visible patches pasted over the prediction). The pictures come from the method's own
+``reconstruct``, computed on a worker thread from the chosen checkpoint. Moving the
+slider the method declares (mask ratio, noise level) recomputes them live: requests are debounced and only the
 latest one is computed once the worker is free. A second tab shows the
 pictures the training loop stored at every checkpoint, with the same row
 titles, and says the mask ratio (or noise level) they were made with: the
