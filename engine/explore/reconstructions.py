@@ -79,7 +79,6 @@ class ModelCache:
         self.method = None
         self.device = None
         self.data = None
-        self.base_cfg = None       # the method's config as trained (a slider changes a copy)
 
 
 def compute_reconstructions(project, cache: ModelCache, run_id: int, checkpoint_id: int,
@@ -93,7 +92,7 @@ def compute_reconstructions(project, cache: ModelCache, run_id: int, checkpoint_
     if cache.key != (run_id, checkpoint_id):
         method, device = load_trained_method(project, run_id, checkpoint_id=checkpoint_id)
         cache.key, cache.method, cache.device = (run_id, checkpoint_id), method, device
-        cache.data, cache.base_cfg = load_dataset(project, run.dataset_id), method.cfg
+        cache.data = load_dataset(project, run.dataset_id)
     method, data, device = cache.method, cache.data, cache.device
     # The same test images for every setting and seed, so a slider move changes only the corruption.
     pool = np.flatnonzero(data.split == 1)
