@@ -164,7 +164,7 @@ class Method(nn.Module):
         raise NotImplementedError(f"{self.name} does not fill masks")
 
     def encode_text(self, texts) -> np.ndarray:
-        """(``encodes_text``) Unit vectors of ``texts`` in the image embeddings' space."""
+        """(``encodes_text``) Embeddings of ``texts`` in the space of :meth:`embed`'s image features."""
         raise NotImplementedError(f"{self.name} does not encode text")
 
 
