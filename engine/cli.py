@@ -803,6 +803,11 @@ def main(argv: list[str] | None = None) -> int:
     from .store import ProjectError
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        # A Ctrl+C outside a run's own handling (a second one while the process closes
+        # after a clean stop, or during a command that trains nothing): no traceback.
+        print("\ninterrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     except (UserError, ProjectError, DataError, ConfigError, ValueError, RuntimeError, OSError) as exc:
         if args.debug:
             raise
