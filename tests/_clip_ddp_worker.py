@@ -48,7 +48,13 @@ def main(out: str) -> None:
         grads = {f"grad.{n}": p.grad.contiguous() for n, p in method.named_parameters() if p.grad is not None}
         save_file({"loss": loss.detach().reshape(1), "sizes": sizes, **grads}, out)
     dist.barrier()
-    dist.destroy_process_group()
+    # The result is on disk and both ranks are past the barrier: leave without the C++
+    # teardown. In two full-suite runs (never alone) rank 0 aborted at this point with
+    # "terminate called without an active exception" (a joinable thread destroyed during
+    # gloo's or the interpreter's shutdown), failing a test about gradients, not teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
