@@ -47,7 +47,7 @@ from engine.explore.map import (MapData, Timeline, compute_clusters, compute_tim
 
 from ..images import thumbnail
 from ..theme import accent, category_colors, is_dark, style_plot
-from ..widgets import ElidedLabel, error_dialog, select_run_quietly
+from ..widgets import ElidedLabel, error_dialog, fill_run_combo, select_run_quietly
 from ..workers import FunctionWorker
 
 N_NEIGHBOURS = 8
@@ -489,15 +489,10 @@ class MapView(QWidget):
     def refresh(self) -> None:
         """Re-list the finished runs (keeps the current one)."""
         current = self.run_combo.currentData()
-        self.run_combo.blockSignals(True)
-        self.run_combo.clear()
-        if self.project is not None:
-            datasets = {d.id: d.name for d in self.project.datasets()}
-            for r in reversed(self.project.runs()):
-                if r.status == "finished":
-                    self.run_combo.addItem(f"#{r.id} {r.name or r.method} "
-                                           f"({datasets.get(r.dataset_id, '?')})", r.id)
-        self.run_combo.blockSignals(False)
+        # The same titles as every run picker ("#2 simclr on digits"), without emitting signals.
+        finished = [] if self.project is None else [r for r in reversed(self.project.runs())
+                                                    if r.status == "finished"]
+        fill_run_combo(self.run_combo, self.project, finished)
         self.empty.setText(self._empty_text())
         has_runs = self.run_combo.count() > 0
         self.run_combo.setPlaceholderText("no finished runs yet")

@@ -365,8 +365,11 @@ class ReconstructionsView(QWidget):
             self.status.setText("Drawing…")
         worker = FunctionWorker(compute_reconstructions, self.project, self._cache, *req,
                                 thread_name="pretext-reconstruct")
-        worker.result.connect(self._on_result)
-        worker.errored.connect(lambda m, d, r=req: self._on_error(r, m, d))
+        # A result or error for a project the view no longer shows is dropped: its run ids
+        # mean nothing in the new project (run 1 there may not exist, or be another run).
+        asked_of = self.project
+        worker.result.connect(lambda res: self._on_result(res) if self.project is asked_of else None)
+        worker.errored.connect(lambda m, d, r=req: self._on_error(r, m, d) if self.project is asked_of else None)
         worker.finished.connect(self._on_finished)
         self._worker = worker
         worker.start()

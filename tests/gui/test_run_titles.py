@@ -57,3 +57,8 @@ def test_pickers_list_runs_by_their_titles(window, project, qtbot):
     rv.refresh()
     assert rv.run_combo.findText(f"#{typed} first on digits — interrupted") >= 0
     assert all("(digits)" not in rv.run_combo.itemText(i) for i in range(rv.run_combo.count()))
+
+    # The Map lists its finished runs with the same titles (it had its own "(digits)" format).
+    mv = window.map_view
+    mv.refresh()
+    assert [mv.run_combo.itemText(i) for i in range(mv.run_combo.count())] == [f"#{default} simclr on digits"]
