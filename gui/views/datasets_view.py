@@ -8,9 +8,10 @@
   :class:`SentenceModel`, virtualised the same way) and corpus statistics:
   tokens, vocabulary, sentence lengths, the most frequent words.
 * Statistics of the data set: size, split, class counts, captions, skipped files.
-* Import of every kind in :data:`engine.data.DATASET_KINDS` (a form built from
-  the kind's ``ParamSpec`` list), on a worker thread with a progress bar,
-  Cancel, and a report of the files that could not be read.
+* Import of every kind in :data:`engine.data.DATASET_KINDS` through the shared
+  :class:`gui.import_flow.ImportFlow` (a form built from the kind's ``ParamSpec``
+  list, a worker thread with a progress bar, Cancel, and a report of the files
+  that could not be read); the new data set is then shown.
 * Augmentation preview: the pairs of views a method trains on, made by the
   very function the training loop calls (:func:`engine.augment.make_view_pair`
   through :func:`engine.augment.preview`) with the method's default view
@@ -20,17 +21,16 @@ from __future__ import annotations
 
 import html
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QFontMetrics, QKeySequence, QPainter, QShortcut
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox,
-                               QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QListView,
-                               QMenu, QMessageBox, QProgressBar, QPushButton, QSizePolicy, QSpinBox,
-                               QSplitter, QStackedWidget, QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListView, QMenu, QMessageBox, QPushButton,
+                               QSizePolicy, QSplitter, QStackedWidget, QTabWidget, QTextBrowser, QVBoxLayout,
+                               QWidget)
 
 from ..images import thumbnail, to_qimage
+from ..import_flow import ImportingView
 from ..widgets import ElidedLabel, read_only_note, show_read_only
 from ..workers import FunctionWorker
 
@@ -227,148 +227,6 @@ class ImageGrid(QWidget):
             p.drawText(QRect(0, y, self.width(), fm.height() * 3), int(Qt.TextFlag.TextWordWrap), self.message)
 
 
-# ---------------------------------------------------------------------------------- import form
-
-
-class ImportDialog(QDialog):
-    """A form for one data set kind, built from its ``ParamSpec`` list."""
-
-    def __init__(self, kind, existing_names=(), parent=None):
-        super().__init__(parent)
-        self.kind = kind
-        self.setWindowTitle(f"Import: {kind.title}")
-        self._existing = set(existing_names)
-        lay = QVBoxLayout(self)
-        about = QLabel(kind.description)
-        about.setWordWrap(True)
-        lay.addWidget(about)
-        form = QFormLayout()
-        self.name_edit = QLineEdit()
-        self.name_edit.setPlaceholderText("the data set's own name")
-        form.addRow("Name", self.name_edit)
-        self.editors: dict[str, QWidget] = {}
-        for spec in kind.params:
-            editor, row = self._editor(spec)
-            editor.setToolTip(spec.help)
-            self.editors[spec.name] = editor
-            label = spec.name.replace("_", " ") + (" *" if spec.required else "")
-            form.addRow(label, row)
-        lay.addLayout(form)
-        self.problem = QLabel()
-        self.problem.setWordWrap(True)
-        lay.addWidget(self.problem)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Import")
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
-        lay.addWidget(self.buttons)
-        self.name_edit.textChanged.connect(self._check)
-        self._check()
-        self.resize(520, self.sizeHint().height())
-
-    def _editor(self, spec) -> tuple[QWidget, QWidget]:
-        if spec.choices:
-            w = QComboBox()
-            for c in spec.choices:
-                w.addItem(str(c), c)
-            w.setCurrentIndex(max(0, w.findData(spec.default)))
-            w.currentIndexChanged.connect(self._check)
-            return w, w
-        if spec.type is bool:
-            w = QCheckBox()
-            w.setChecked(bool(spec.default))
-            return w, w
-        if spec.type is int and spec.default is not None:
-            w = QSpinBox()
-            w.setRange(int(spec.min) if spec.min is not None else -2**31,
-                       int(spec.max) if spec.max is not None else 2**31 - 1)
-            w.setValue(spec.default)
-            return w, w
-        if spec.type is float and spec.default is not None:
-            # Float bounds stay floats (a fraction in [0, 0.5] must not become [0, 0]).
-            w = QDoubleSpinBox()
-            w.setDecimals(4)
-            w.setRange(float(spec.min) if spec.min is not None else -1e9,
-                       float(spec.max) if spec.max is not None else 1e9)
-            w.setSingleStep(0.01 if (spec.max is not None and spec.max <= 1) else 1.0)
-            w.setValue(spec.default)
-            return w, w
-        # Paths, optional numbers and free text: a line edit ("" = absent).
-        w = QLineEdit("" if spec.default is None else str(spec.default))
-        w.textChanged.connect(self._check)
-        if spec.type in (int, float):
-            w.setPlaceholderText("optional")
-            return w, w
-        if spec.type is not Path:
-            return w, w
-        row = QWidget()
-        h = QHBoxLayout(row)
-        h.setContentsMargins(0, 0, 0, 0)
-        h.addWidget(w, 1)
-        folder = spec.name in ("path", "root")
-        if folder:
-            b = QPushButton("Folder…")
-            b.clicked.connect(lambda: self._choose(w, folder=True))
-            h.addWidget(b)
-        if spec.name != "root":
-            b = QPushButton("File…")
-            b.clicked.connect(lambda: self._choose(w, folder=False))
-            h.addWidget(b)
-        return w, row
-
-    def _choose(self, edit: QLineEdit, folder: bool) -> None:
-        start = edit.text() or str(Path.home())
-        if folder:
-            path = QFileDialog.getExistingDirectory(self, "Choose a folder", start)
-        else:
-            path, _ = QFileDialog.getOpenFileName(self, "Choose a file", start)
-        if path:
-            edit.setText(path)
-
-    def values(self) -> dict:
-        """The parameters as typed (strings for line edits; the engine converts and checks them)."""
-        out = {}
-        for spec in self.kind.params:
-            w = self.editors[spec.name]
-            if isinstance(w, QComboBox):
-                out[spec.name] = w.currentData()
-            elif isinstance(w, QCheckBox):
-                out[spec.name] = w.isChecked()
-            elif isinstance(w, (QSpinBox, QDoubleSpinBox)):
-                out[spec.name] = w.value()
-            else:
-                text = w.text().strip()
-                if text:
-                    out[spec.name] = text
-        return out
-
-    def set_values(self, values: dict) -> None:
-        for k, v in values.items():
-            w = self.editors[k]
-            if isinstance(w, QComboBox):
-                w.setCurrentIndex(w.findData(v))
-            elif isinstance(w, QCheckBox):
-                w.setChecked(bool(v))
-            elif isinstance(w, (QSpinBox, QDoubleSpinBox)):
-                w.setValue(v)
-            else:
-                w.setText(str(v))
-
-    def dataset_name(self) -> str | None:
-        return self.name_edit.text().strip() or None
-
-    def _check(self, *_):
-        missing = [s.name for s in self.kind.params if s.required and not self.values().get(s.name)]
-        name = self.dataset_name()
-        problem = ""
-        if missing:
-            problem = f"Fill in: {', '.join(missing)}"
-        elif name and name in self._existing:
-            problem = f"The project already has a data set called {name!r}"
-        self.problem.setText(problem)
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(not problem)
-
-
 # ---------------------------------------------------------------------------------- helpers
 
 
@@ -399,7 +257,7 @@ def make_preview(data, method: str, seed: int, n: int = PREVIEW_N):
 # ---------------------------------------------------------------------------------- the view
 
 
-class DatasetsView(QWidget):
+class DatasetsView(QWidget, ImportingView):
     """Browse, import and preview data sets."""
 
     #: a data set was imported (the Train and Project views re-read the list)
@@ -416,10 +274,10 @@ class DatasetsView(QWidget):
         self.data = None
         self.preview_seed = 0
         self.preview_arrays = None
-        self.last_report: QMessageBox | None = None
         self.last_error: QMessageBox | None = None
         self._load_worker: FunctionWorker | None = None
-        self._import_worker: FunctionWorker | None = None
+        self._make_import_flow(self._update_import_button)
+        self.import_flow.failed.connect(lambda text: self.count_label.setText(text))
         self._build()
 
     # ------------------------------------------------------------------ layout
@@ -441,13 +299,8 @@ class DatasetsView(QWidget):
         self.import_button.setToolTip("Add a data set to the project (Ctrl+I)")
         self.import_menu = QMenu(self.import_button)
         self.import_button.setMenu(self.import_menu)
-        self.import_progress = QProgressBar()
-        self.import_progress.setMaximumWidth(220)
-        self.import_progress.setVisible(False)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop the import (nothing is added)")
-        self.cancel_button.setVisible(False)
-        self.cancel_button.clicked.connect(self.cancel_import)
+        self.import_progress = self.import_flow.progress
+        self.cancel_button = self.import_flow.cancel_button
         bar.addWidget(QLabel("Data set"))
         bar.addWidget(self.dataset_combo, 1)
         bar.addWidget(QLabel("Show"))
@@ -793,82 +646,16 @@ class DatasetsView(QWidget):
                                  "The same function makes the views during training.")
 
     # ------------------------------------------------------------------ import
-    @property
-    def importing(self) -> bool:
-        return self._import_worker is not None and self._import_worker.is_running()
-
-    def open_import_dialog(self, kind: str) -> ImportDialog | None:
-        """Ask for the parameters of a ``kind`` import, then start it (returns the dialog)."""
-        from engine.data import DATASET_KINDS
-        if self.project is None or self.project.read_only:
-            return None
-        dlg = ImportDialog(DATASET_KINDS[kind], [d.name for d in self.project.datasets()], self)
-        dlg.accepted.connect(lambda: self.import_dataset(kind, dlg.dataset_name(), **dlg.values()))
-        dlg.open()
-        self._dialog = dlg
-        return dlg
-
-    def import_dataset(self, kind: str, name: str | None = None, **params) -> bool:
-        """Import on a worker thread with progress and Cancel; the new data set is then shown."""
-        if self.project is None or self.project.read_only or self.importing:
-            return False
-        from engine.workbench import import_dataset
-        have = {d.name for d in self.project.datasets()}
-        if name is None and kind in ("digits", "shapes"):
-            name, i = kind, 2
-            while name in have:
-                name, i = f"{kind}-{i}", i + 1
-        worker = FunctionWorker(import_dataset, self.project, kind, name, thread_name="pretext-import", **params)
-        worker.progress.connect(self._on_import_progress)
-        worker.result.connect(self._on_imported)
-        worker.errored.connect(lambda m, det: self._show_error("Import failed", m, det))
-        worker.cancelled.connect(lambda: self.message.emit("Import cancelled: nothing was added", 5000))
-        worker.finished.connect(self._on_import_finished)
-        self._import_worker = worker
-        self.import_progress.setRange(0, 0)
-        self.import_progress.setFormat("importing… %p%")
-        self.import_progress.setVisible(True)
-        self.cancel_button.setVisible(True)
-        self.import_button.setEnabled(False)
-        worker.start()
-        return True
-
-    def cancel_import(self) -> None:
-        if self._import_worker is not None:
-            self._import_worker.cancel()
-
-    def _on_import_progress(self, fraction: float, message: str) -> None:
-        if fraction >= 0:
-            self.import_progress.setRange(0, 1000)
-            self.import_progress.setValue(int(fraction * 1000))
-        self.import_progress.setToolTip(message)
-
-    def _on_imported(self, result) -> None:
-        dataset_id, data = result
+    # The import itself is the shared ImportFlow (ImportingView); this view then shows the new data set.
+    def _on_imported(self, dataset_id: int, data) -> None:
         self.refresh()
         self.datasets_changed.emit()
-        unit = "sentences" if getattr(data, "modality", "images") == "text" else "items"
-        self.message.emit(f"Imported {data.name}: {data.n:,} {unit}", 5000)
         self.dataset_id = None
         self.dataset_combo.setCurrentIndex(self.dataset_combo.findData(dataset_id))
         self.dataset_id = dataset_id
         self._on_loaded(dataset_id, data)
-        if data.skipped:
-            box = QMessageBox(QMessageBox.Icon.Information, "Some files were skipped",
-                              f"Imported {data.n:,} {'sentences' if unit == 'sentences' else 'images'}; "
-                              f"{len(data.skipped):,} "
-                              f"{'file' if len(data.skipped) == 1 else 'files'} could not be read "
-                              "and were skipped.", QMessageBox.StandardButton.Ok, self)
-            box.setDetailedText("\n".join(f"{f}: {why}" for f, why in data.skipped))
-            box.open()
-            self.last_report = box
 
-    def _on_import_finished(self) -> None:
-        self.import_progress.setVisible(False)
-        self.cancel_button.setVisible(False)
-        self._update_import_button()
-
-    def _update_import_button(self) -> None:
+    def _update_import_button(self, *_) -> None:
         """Import… works on an open project that can be written (a read-only one says why)."""
         read_only = read_only_note(self.project)
         self.import_button.setEnabled(self.project is not None and not read_only and not self.importing)

@@ -5,12 +5,12 @@ import math
 from contextlib import contextmanager
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QGroupBox, QHBoxLayout, QHeaderView,
-                               QLabel, QMenu, QProgressBar, QPushButton, QSplitter, QTableWidget,
-                               QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QMenu,
+                               QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QToolButton,
+                               QVBoxLayout, QWidget)
 
+from ..import_flow import ImportingView
 from ..widgets import read_only_note, show_read_only
-from ..workers import FunctionWorker
 
 RUN_COLUMNS = ("#", "Name", "Method", "Data set", "Status", "kNN", "Linear probe", "Created")
 DATASET_COLUMNS = ("Name", "Kind", "Items", "Size", "Classes", "Train / test")   # test: held out for text
@@ -63,7 +63,7 @@ def resumable_statuses() -> tuple[str, ...]:
     return RESUMABLE_STATUSES
 
 
-class ProjectView(QWidget):
+class ProjectView(QWidget, ImportingView):
     """Tables of data sets and runs. The main window refreshes it when runs change (its
     ``runs_changed``: a run here started or ended, or another process changed one)."""
 
@@ -76,7 +76,7 @@ class ProjectView(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.project = None
-        self._import_worker: FunctionWorker | None = None
+        self._make_import_flow(self._update_buttons)
         #: the file being opened, shown while there is no project yet
         self._opening: tuple[str, object] | None = None
         self._train_shortcut = ""
@@ -107,14 +107,11 @@ class ProjectView(QWidget):
         menu = QMenu(self.add_button)
         menu.addAction("Handwritten digits (8×8, built in)", lambda: self.import_dataset("digits"))
         menu.addAction("Shapes (32×32, built in)", lambda: self.import_dataset("shapes"))
-        menu.addAction("Image folder or .zip…", self._import_folder)
+        # The same form as the Datasets view's (a folder or a .zip, a name, an image size).
+        menu.addAction("Image folder or .zip…", lambda: self.import_flow.open_dialog("image-folder"))
         self.add_button.setMenu(menu)
-        self.import_progress = QProgressBar()
-        self.import_progress.setVisible(False)
-        self.import_progress.setMaximumWidth(260)
-        self.cancel_import_button = QPushButton("Cancel")
-        self.cancel_import_button.setVisible(False)
-        self.cancel_import_button.clicked.connect(self.cancel_import)
+        self.import_progress = self.import_flow.progress
+        self.cancel_import_button = self.import_flow.cancel_button
         row.addWidget(self.add_button)
         row.addWidget(self.import_progress)
         row.addWidget(self.cancel_import_button)
@@ -277,7 +274,7 @@ class ProjectView(QWidget):
         it = self.runs_table.item(rows[0].row(), 4)
         return None if it is None else it.text()
 
-    def _update_buttons(self) -> None:
+    def _update_buttons(self, *_) -> None:
         ready = self.project is not None and self._opening is None
         # A read-only project is shown, never changed: no data set is added, no run resumed.
         read_only = read_only_note(self.project)
@@ -304,64 +301,7 @@ class ProjectView(QWidget):
             self._map_selected()
 
     # ------------------------------------------------------------------ imports
-    @property
-    def importing(self) -> bool:
-        return self._import_worker is not None and self._import_worker.is_running()
-
-    def _import_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Image folder (sub-folders are classes)")
-        if path:
-            self.import_dataset("image-folder", path=path)
-
-    def import_dataset(self, kind: str, name: str | None = None, **params) -> bool:
-        """Import a data set on a worker thread, with progress and Cancel."""
-        if self.project is None or self.project.read_only or self.importing:
-            return False
-        from engine.workbench import import_dataset
-        have = {d.name for d in self.project.datasets()}
-        if name is None and kind in ("digits", "shapes"):
-            name = kind
-            i = 2
-            while name in have:
-                name, i = f"{kind}-{i}", i + 1
-        worker = FunctionWorker(import_dataset, self.project, kind, name, thread_name="pretext-import", **params)
-        worker.progress.connect(self._on_import_progress)
-        worker.result.connect(self._on_imported)
-        worker.errored.connect(self._on_import_error)
-        worker.cancelled.connect(lambda: self.message.emit("Import cancelled", 4000))
-        worker.finished.connect(self._on_import_finished)
-        self._import_worker = worker
-        self.import_progress.setRange(0, 0)
-        self.import_progress.setFormat(f"importing {kind}… %p%")
-        self.import_progress.setVisible(True)
-        self.cancel_import_button.setVisible(True)
-        self.add_button.setEnabled(False)
-        worker.start()
-        return True
-
-    def cancel_import(self) -> None:
-        if self._import_worker is not None:
-            self._import_worker.cancel()
-
-    def _on_import_progress(self, fraction: float, message: str) -> None:
-        if fraction >= 0:
-            self.import_progress.setRange(0, 1000)
-            self.import_progress.setValue(int(fraction * 1000))
-
-    def _on_imported(self, result) -> None:
-        dataset_id, data = result
-        self.message.emit(f"Imported {data.name}: {data.n:,} items", 5000)
+    # The import itself is the shared ImportFlow (ImportingView); this view then re-reads its tables.
+    def _on_imported(self, _dataset_id: int, _data) -> None:
         self.refresh()
         self.datasets_changed.emit()
-
-    def _on_import_error(self, message: str, details: str) -> None:
-        from PySide6.QtWidgets import QMessageBox
-        box = QMessageBox(QMessageBox.Icon.Warning, "Import failed", message, QMessageBox.StandardButton.Ok, self)
-        box.setDetailedText(details)
-        box.open()
-        self._error_box = box
-
-    def _on_import_finished(self) -> None:
-        self.import_progress.setVisible(False)
-        self.cancel_import_button.setVisible(False)
-        self._update_buttons()

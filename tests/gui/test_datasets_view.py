@@ -80,6 +80,75 @@ def test_cancel_import_adds_nothing(window, project, qtbot):
     assert not dv.cancel_button.isVisible() and dv.import_button.isEnabled()
 
 
+
+def test_project_and_datasets_views_import_through_the_same_flow(window, project, qtbot, tmp_path,
+                                                                 monkeypatch):
+    """Both views hand the import to one ImportFlow: the same progress text, the same cancel
+    result, the same report of skipped files."""
+    import engine.data.folder as folder_loader
+    from gui.import_flow import ImportDialog, ImportFlow
+    folder = _image_folder(tmp_path / "imgs")
+    # Slow each decode a little, so that Cancel (clicked at once) lands before the loader's last
+    # progress report and nothing is stored; the loader and the flow are otherwise the real ones.
+    decode = folder_loader._decode
+    monkeypatch.setattr(folder_loader, "_decode", lambda *a: (time.sleep(0.03), decode(*a))[1])
+    pv, dv = window.project_view, window.datasets_view
+    before = [d.name for d in project.datasets()]
+    results = {}
+    for key, view, cancel, add in (("project", pv, pv.cancel_import_button, pv.add_button),
+                                   ("datasets", dv, dv.cancel_button, dv.import_button)):
+        window.show_view(key)
+        assert type(view.import_flow) is ImportFlow and view.import_progress is view.import_flow.progress
+        messages = []
+        view.message.connect(lambda text, _ms, m=messages: m.append(text))
+        assert view.import_dataset("image-folder", "squares", path=str(folder), size=16)
+        shown = (view.import_progress.format(), view.import_progress.isVisible(), cancel.isVisible(),
+                 add.isEnabled(), view.importing)
+        with qtbot.waitSignal(view._import_worker.cancelled, timeout=30_000):
+            cancel.click()
+        qtbot.waitUntil(lambda v=view, c=cancel: not v.importing and not c.isVisible(), timeout=10_000)
+        results[key] = (shown, messages[-1], [d.name for d in project.datasets()], add.isEnabled())
+    assert results["project"] == results["datasets"] == (
+        ("importing image-folder… %p%", True, True, False, True),
+        "Import cancelled: nothing was added", before, True)
+
+    # A failure shows the app's error dialog from either view (the Datasets view also says it
+    # in its count line).
+    missing = tmp_path / "missing"
+    for key, view in (("project", pv), ("datasets", dv)):
+        window.show_view(key)
+        assert view.import_dataset("image-folder", path=str(missing))
+        qtbot.waitUntil(lambda v=view: v.import_flow.last_error is not None and not v.importing, timeout=10_000)
+        box = view.import_flow.last_error
+        assert box.windowTitle() == "Import failed" and box.text() == f"{missing}: no such folder or file"
+        assert box.isVisible() and "Traceback" in box.detailedText()
+        box.close()
+    assert dv.count_label.text() == f"{missing}: no such folder or file"
+    assert [d.name for d in project.datasets()] == before
+
+    # The Project view's folder entry opens the same form as the Datasets view's.
+    window.show_view("project")
+    entry = next(a for a in pv.add_button.menu().actions() if a.text().startswith("Image folder"))
+    entry.trigger()
+    dlg = pv.import_flow.dialog
+    assert isinstance(dlg, ImportDialog) and dlg.kind.name == "image-folder" and dlg.isVisible()
+    dlg.reject()
+
+    # A whole import from the Project view reports the skipped file as the Datasets view does,
+    # naming the items by the data's kind.
+    messages = []
+    pv.message.connect(lambda text, _ms: messages.append(text))
+    with qtbot.waitSignal(pv.datasets_changed, timeout=30_000):
+        assert pv.import_dataset("image-folder", "squares", path=str(folder), size=16)
+    assert project.dataset("squares").n_items == 12
+    assert messages[-1] == "Imported squares: 12 images"
+    box = pv.import_flow.last_report
+    assert box is not None and "12 images; 1 file could not be read" in box.text()
+    assert "broken.png" in box.detailedText()
+    box.close()
+    qtbot.waitUntil(lambda: not pv.import_progress.isVisible(), timeout=10_000)
+
+
 def test_augmentation_preview_rerolls(window, project, qtbot):
     from gui.views.datasets_view import make_preview
     dv = window.datasets_view
