@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QPointF, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QIcon, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QFrame, QHBoxLayout, QLabel, QLineEdit,
+from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QHBoxLayout, QLabel, QLineEdit,
                                QListView, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSlider,
                                QSpinBox, QSplitter, QStackedWidget, QStyle, QToolButton, QVBoxLayout,
                                QWidget)
@@ -46,13 +46,13 @@ from engine.explore.map import (MapData, Timeline, compute_clusters, compute_tim
                                 load_map_data, points_in_polygon)
 
 from ..images import thumbnail
-from ..theme import accent, category_colors, is_dark, style_plot
+# PaletteScatter is imported from here too (it was defined here first).
+from ..scatter import PaletteScatter, ScatterHost, ScatterMap, projection_combo  # noqa: F401
+from ..theme import accent, category_colors, is_dark
 from ..widgets import ElidedLabel, error_dialog, fill_run_combo, select_run_quietly
 from ..workers import FunctionWorker
 
 N_NEIGHBOURS = 8
-HOVER_RADIUS_PX = 8
-HOVER_THUMB = 96
 NEIGHBOUR_THUMB = 64
 GRID_THUMB = 56
 #: "Show as grid" lists at most this many selected items (thumbnails cost memory and time).
@@ -75,51 +75,6 @@ def _brush_array(colours: list[QColor]) -> np.ndarray:
     for i, c in enumerate(colours):
         out[i] = pg.mkBrush(c)
     return out
-
-
-class PaletteScatter(pg.ScatterPlotItem):
-    """A ScatterPlotItem for many points that share a few styles (a map's palette).
-
-    pyqtgraph finds every point's pre-rendered symbol in its atlas one point at a
-    time, in Python: about a second per 100,000 points on each recolour here. This
-    looks up each distinct (symbol, size, pen, brush) once and hands the result to
-    all points with numpy, then lets pyqtgraph draw as usual. Anything unexpected
-    in pyqtgraph's internals falls back to its own lookup."""
-
-    def set_brushes(self, brushes: np.ndarray) -> None:
-        """Per-point brushes, already QBrush objects (no per-point mkBrush)."""
-        if len(brushes) != len(self.data):
-            raise ValueError(f"{len(brushes)} brushes for {len(self.data)} points")
-        self.data["brush"] = brushes
-        self.data["sourceRect"] = 0
-        self.updateSpots()
-
-    def updateSpots(self, dataSet=None) -> None:  # noqa: N802,N803 - pyqtgraph naming
-        data = self.data if dataSet is None else dataSet
-        if not (self.opts["pxMode"] and self.opts["useCache"]) or len(data) < 1000:
-            return super().updateSpots(dataSet)
-        try:
-            todo = np.flatnonzero(data["sourceRect"]["w"] == 0)
-            if len(todo):
-                cols = list(self._style(["symbol", "size", "pen", "brush"], data=data, idx=todo))
-                # A style is the identity of its symbol, pen and brush objects and its size:
-                # equal styles made of distinct but equal objects only cost an extra lookup.
-                key = np.zeros(len(todo), np.int64)
-                for col in (np.fromiter(map(id, cols[0]), np.int64, len(todo)),
-                            np.asarray(cols[1], np.float64).view(np.int64),
-                            np.fromiter(map(id, cols[2]), np.int64, len(todo)),
-                            np.fromiter(map(id, cols[3]), np.int64, len(todo))):
-                    values, codes = np.unique(col, return_inverse=True)      # 1-D uniques are fast
-                    key = key * len(values) + codes.ravel()
-                _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-                rects = self.fragmentAtlas[list(zip(*(c[first] for c in cols)))]
-                data["sourceRect"][todo] = np.array(rects, dtype=data["sourceRect"].dtype)[inverse.ravel()]
-                self._maybeRebuildAtlas()
-                self.invalidate()
-            self._updateMaxSpotSizes(data=data)
-        except (AttributeError, KeyError, TypeError, ValueError, IndexError):
-            data["sourceRect"] = 0
-            super().updateSpots(dataSet)
 
 
 class LassoViewBox(pg.ViewBox):
@@ -160,7 +115,7 @@ class LassoViewBox(pg.ViewBox):
             self.outline.setData(closed[:, 0], closed[:, 1])
 
 
-class MapView(QWidget):
+class MapView(ScatterHost, QWidget):
     """Scatter of a run's embeddings, with hover previews, neighbours, colourings, a lasso
     selection and an optional second map linked to it.
 
@@ -179,12 +134,10 @@ class MapView(QWidget):
         self.project = None
         self.run_id: int | None = None
         self.info: MapData | None = None
-        self.kind = ""                          # the projection on screen
-        self.coords: np.ndarray | None = None   # (n, 2) as drawn
+        self.kind = ""                          # the projection on screen (self.coords: the points as drawn)
         self.labels: np.ndarray | None = None   # colour group per point
         self.group_names: list[str] = []
         self.class_colors: list[QColor] = []
-        self.hover_index: int | None = None
         self.selected_index: int | None = None
         self.neighbours: list[int] = []
         self.neighbour_sims: list[float] = []
@@ -253,11 +206,7 @@ class MapView(QWidget):
         self.colour_note = QLabel("")
         for w in (self.caption_edit, self.k_spin, self.colour_note):
             w.setVisible(False)
-        self.kind_combo = QComboBox()
-        self.kind_combo.addItem("PCA", "pca")
-        self.kind_combo.addItem("UMAP", "umap")
-        self.kind_combo.setToolTip("PCA is linear and instant; UMAP keeps neighbourhoods and is computed "
-                                   "in the background")
+        self.kind_combo = projection_combo()
         self.kind_combo.currentIndexChanged.connect(self._on_kind_chosen)
         self.umap_progress = QProgressBar()
         self.umap_progress.setMaximumWidth(160)
@@ -369,26 +318,17 @@ class MapView(QWidget):
         self.split = split = QSplitter(Qt.Orientation.Horizontal)
         self.vb = LassoViewBox()
         self.vb.lasso_finished.connect(self.select_polygon)
-        self.plot = pg.PlotWidget(viewBox=self.vb)
-        self.plot.setAspectLocked(True)
-        self.plot.hideAxis("left")
-        self.plot.hideAxis("bottom")
-        self.plot.setMenuEnabled(False)
-        self.plot.getPlotItem().hideButtons()
-        self.scatter = PaletteScatter(pxMode=True, size=6, pen=None, symbol="o")
-        self.plot.addItem(self.scatter)
-        self.highlight = pg.ScatterPlotItem(pxMode=True, size=12, brush=None, symbol="o")
-        self.plot.addItem(self.highlight)
+        self.plot = ScatterMap(view_box=self.vb)
+        self.plot.describe = self._card_of
+        self.plot.hovered.connect(self._on_point_hovered)
+        self.plot.point_clicked.connect(self.select_point)
+        self.highlight = self.plot.add_rings(12)
         # Where the item hovered in the linked map lies on this one.
-        self.link_marker = pg.ScatterPlotItem(pxMode=True, size=18, brush=None, symbol="o")
-        self.link_marker.setZValue(25)
-        self.plot.addItem(self.link_marker)
+        self.link_marker = self.plot.add_rings(18, z=25)
+        self.hover_card = self.plot.card
+        self.hover_image, self.hover_text = self.hover_card.image, self.hover_card.text
         self.legend = pg.LegendItem(offset=(-10, 10), labelTextSize="8pt")
-        self.legend.setParentItem(self.plot.getPlotItem().vb)
-        self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
-        self.plot.scene().sigMouseClicked.connect(self._on_mouse_clicked)
-        self.plot.viewport().installEventFilter(self)
-        style_plot(self.plot)
+        self.legend.setParentItem(self.vb)
         plot_box = QWidget()
         pb = QVBoxLayout(plot_box)
         pb.setContentsMargins(0, 0, 0, 0)
@@ -411,23 +351,6 @@ class MapView(QWidget):
         self.timeline_bar.setVisible(False)
         pb.addWidget(self.timeline_bar)
         split.addWidget(plot_box)
-
-        # The hover card: a small frame over the plot, not a real tooltip (those
-        # are slow to appear and cannot show a scaled image reliably).
-        self.hover_card = QFrame(self.plot)
-        self.hover_card.setFrameShape(QFrame.Shape.StyledPanel)
-        self.hover_card.setAutoFillBackground(True)
-        self.hover_card.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        hc = QVBoxLayout(self.hover_card)
-        hc.setContentsMargins(6, 6, 6, 6)
-        self.hover_image = QLabel()
-        self.hover_image.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.hover_text = QLabel()
-        self.hover_text.setWordWrap(True)
-        self.hover_text.setMaximumWidth(220)
-        hc.addWidget(self.hover_image)
-        hc.addWidget(self.hover_text)
-        self.hover_card.hide()
 
         self.side = side = QWidget()
         sv = QVBoxLayout(side)
@@ -467,14 +390,8 @@ class MapView(QWidget):
 
     def changeEvent(self, ev) -> None:  # noqa: N802 - Qt naming
         if ev.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
-            style_plot(self.plot)
             self._style_highlight()
         super().changeEvent(ev)
-
-    def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt naming
-        if ev.type() == QEvent.Type.Leave:
-            self.hide_hover()
-        return super().eventFilter(obj, ev)
 
     # ------------------------------------------------------------------ project
     def set_project(self, project) -> None:
@@ -697,7 +614,7 @@ class MapView(QWidget):
         self.timeline_slider.blockSignals(False)
         # One fixed view for all frames, so the camera does not jump while the points move.
         lo, hi = np.nanmin(frames.reshape(-1, 2), axis=0), np.nanmax(frames.reshape(-1, 2), axis=0)
-        self.plot.getPlotItem().vb.setRange(xRange=(float(lo[0]), float(hi[0])),
+        self.vb.setRange(xRange=(float(lo[0]), float(hi[0])),
                                             yRange=(float(lo[1]), float(hi[1])), padding=0.05)
         self._draw_timeline(0)
         n = len(self.timeline_points)
@@ -892,7 +809,7 @@ class MapView(QWidget):
         self._update_legend()
         self._update_highlight()
         self.link_marker.setData([], [])
-        self.plot.getPlotItem().vb.autoRange(padding=0.05)
+        self.vb.autoRange(padding=0.05)
         self.kind_combo.blockSignals(True)
         self.kind_combo.setCurrentIndex(self.kind_combo.findData(kind))
         self.kind_combo.blockSignals(False)
@@ -922,11 +839,8 @@ class MapView(QWidget):
         if self.coords is None or self.selected_index is None:
             self.highlight.setData([], [])
             return
-        idx = [self.selected_index] + list(self.neighbours)
-        sizes = [14] + [10] * len(self.neighbours)
-        shown = [k for k, j in enumerate(idx) if np.isfinite(self.coords[j]).all()]
-        idx, sizes = [idx[k] for k in shown], [sizes[k] for k in shown]
-        self.highlight.setData(x=self.coords[idx, 0], y=self.coords[idx, 1], size=sizes, brush=None)
+        self.plot.set_rings(self.highlight, [self.selected_index] + list(self.neighbours),
+                            sizes=[14] + [10] * len(self.neighbours))
 
     # ------------------------------------------------------------------ items
     def item_text(self, i: int) -> str:
@@ -972,84 +886,23 @@ class MapView(QWidget):
             return np.zeros(0, np.int64)
         return self.info.rows_of(items)
 
-    def point_at(self, scene_pos) -> int | None:
-        """The point nearest ``scene_pos`` within a few pixels, or None."""
-        if self.coords is None or not len(self.coords):
-            return None
-        vb = self.plot.getPlotItem().vb
-        if not vb.sceneBoundingRect().contains(scene_pos):
-            return None
-        p = vb.mapSceneToView(scene_pos)
-        px, py = vb.viewPixelSize()
-        if not px or not py:
-            return None
-        dx = (self.coords[:, 0] - p.x()) / px
-        dy = (self.coords[:, 1] - p.y()) / py
-        d2 = dx * dx + dy * dy
-        d2[~np.isfinite(d2)] = np.inf          # points not drawn (outside the timeline's sample)
-        i = int(np.argmin(d2))
-        return i if d2[i] <= HOVER_RADIUS_PX ** 2 else None
-
-    def scene_pos_of(self, i: int) -> QPointF:
-        vb = self.plot.getPlotItem().vb
-        return vb.mapViewToScene(QPointF(float(self.coords[i, 0]), float(self.coords[i, 1])))
-
-    def _on_mouse_moved(self, scene_pos) -> None:
-        i = self.point_at(scene_pos)
-        if i is None:
-            self.hide_hover()
-        else:
-            self.hover_point(i, scene_pos)
-
-    def hover_point(self, i: int, scene_pos=None) -> None:
-        """Show point ``i``'s image (scaled up, nearest-neighbour) and label beside it."""
+    def _card_of(self, i: int) -> tuple[str, np.ndarray | None] | None:
+        """The hover card of point ``i``: its image (if the data has images) and label."""
         if self.info is None:
-            return
-        self.hover_index = i
-        image = self.item_image(i)
-        self.hover_image.setVisible(image is not None)
-        if image is not None:
-            self.hover_image.setPixmap(thumbnail(image, HOVER_THUMB))
-        self.hover_text.setText(self.item_text(i))
-        self.hover_card.adjustSize()
-        if scene_pos is None:
-            scene_pos = self.scene_pos_of(i)
-        p = self.plot.mapFromScene(scene_pos)
-        x, y = p.x() + 14, p.y() + 14
-        w, h = self.hover_card.width(), self.hover_card.height()
-        if x + w > self.plot.width():
-            x = p.x() - w - 14
-        if y + h > self.plot.height():
-            y = p.y() - h - 14
-        self.hover_card.move(max(0, int(x)), max(0, int(y)))
-        self.hover_card.show()
-        self.hover_card.raise_()
-        item = int(self.info.ids[i])
+            return None
+        return self.item_text(i), self.item_image(i)
+
+    def _on_point_hovered(self, i: int) -> None:
+        """Tell a linked map which item is under the mouse (-1: none), once per change."""
+        item = int(self.info.ids[i]) if i >= 0 and self.info is not None else -1
         if item != self._hovered_item:
             self._hovered_item = item
             self.hovered.emit(item)
 
-    def hide_hover(self) -> None:
-        self.hover_index = None
-        self.hover_card.hide()
-        if self._hovered_item != -1:
-            self._hovered_item = -1
-            self.hovered.emit(-1)
-
     def show_linked_hover(self, item: int) -> None:
         """Ring item ``item`` (hovered in the linked map) on this one; -1 clears the ring."""
         rows = self.rows_of([item]) if item >= 0 else np.zeros(0, np.int64)
-        if self.coords is None or not len(rows) or not np.isfinite(self.coords[rows[0]]).all():
-            self.link_marker.setData([], [])
-            return
-        self.link_marker.setData(x=self.coords[rows, 0], y=self.coords[rows, 1])
-
-    def _on_mouse_clicked(self, ev) -> None:
-        if ev.button() != Qt.MouseButton.LeftButton:
-            return
-        i = self.point_at(ev.scenePos())
-        if i is not None:
-            self.select_point(i)
+        self.plot.set_rings(self.link_marker, rows[:1])
 
     def nearest(self, i: int, k: int = N_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
         """Indices and cosine similarities of the ``k`` points nearest to ``i`` (itself excluded)."""

@@ -30,7 +30,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QStringListModel, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics
-from PySide6.QtWidgets import (QComboBox, QCompleter, QFrame, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
+from PySide6.QtWidgets import (QComboBox, QCompleter, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
                                QLineEdit, QProgressBar, QPushButton, QSpinBox, QSplitter, QTabWidget,
                                QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
@@ -38,7 +38,8 @@ from engine.explore.map import compute_umap
 from engine.explore.words import WordsRun, fill_mask, load_words_run, text_runs
 from engine.text_eval import DEFAULT_SCORES, SCORE_MODES
 
-from ..theme import accent, error_colour, is_dark, style_plot
+from ..scatter import ScatterHost, ScatterMap, projection_combo
+from ..theme import accent, error_colour, is_dark
 from ..widgets import ElidedLabel, fill_run_combo, select_run_quietly
 from ..workers import FunctionWorker
 
@@ -46,7 +47,6 @@ N_NEIGHBOURS = 12
 N_ANALOGY = 5
 #: Words drawn as text on the map; the rest are points (hundreds of text items stay fast).
 MAP_LABELS = 300
-HOVER_RADIUS_PX = 8
 
 
 # ---------------------------------------------------------------------------------- widgets
@@ -81,7 +81,7 @@ def bar_range(scores: list[float], baseline: float) -> tuple[float, float]:
     return lo, hi
 
 
-class WordsView(QWidget):
+class WordsView(ScatterHost, QWidget):
     """Neighbours, analogies, odd-one-out, a word map and fill-mask for text runs."""
 
     #: a run finished loading: its id
@@ -97,9 +97,7 @@ class WordsView(QWidget):
         self.wv = None
         self.model = None
         self.kind = ""
-        self.coords: np.ndarray | None = None     # (n, 2) of the map's words, as drawn
-        self.map_words: list[str] = []
-        self.hover_index: int | None = None
+        self.map_words: list[str] = []            # the map's words (self.coords: their places, as drawn)
         self.last_neighbours: list[tuple[str, float]] = []
         self.last_analogy: dict[str, list[tuple[str, float]]] = {}
         self.last_odd: str | None = None
@@ -257,11 +255,7 @@ class WordsView(QWidget):
         rv = QVBoxLayout(right)
         rv.setContentsMargins(4, 0, 0, 0)
         mrow = QHBoxLayout()
-        self.kind_combo = QComboBox()
-        self.kind_combo.addItem("PCA", "pca")
-        self.kind_combo.addItem("UMAP", "umap")
-        self.kind_combo.setToolTip("PCA is linear and instant; UMAP keeps neighbourhoods and is computed "
-                                   "in the background")
+        self.kind_combo = projection_combo()
         self.kind_combo.currentIndexChanged.connect(self._on_kind_chosen)
         self.labels_spin = QSpinBox()
         self.labels_spin.setRange(0, 5000)
@@ -281,33 +275,18 @@ class WordsView(QWidget):
         mrow.addWidget(self.umap_progress)
         mrow.addWidget(self.map_status, 1)
         rv.addLayout(mrow)
-        self.plot = pg.PlotWidget()
-        self.plot.setAspectLocked(True)
-        self.plot.hideAxis("left")
-        self.plot.hideAxis("bottom")
-        self.plot.setMenuEnabled(False)
-        self.plot.getPlotItem().hideButtons()
-        self.scatter = pg.ScatterPlotItem(pxMode=True, size=5, pen=None, symbol="o")
-        self.plot.addItem(self.scatter)
-        self.highlight = pg.ScatterPlotItem(pxMode=True, size=12, brush=None, symbol="o")
-        self.plot.addItem(self.highlight)
-        self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
-        self.plot.scene().sigMouseClicked.connect(self._on_mouse_clicked)
-        self.plot.viewport().installEventFilter(self)
+        self.plot = ScatterMap()
+        self.plot.describe = self._card_of
+        self.plot.point_clicked.connect(self.click_word)
+        self.highlight = self.plot.add_rings(12)
+        self.hover_label = self.plot.card.text        # the hovered word (shown on the card)
         # Re-decide which labels fit after the view moves (a pan or a zoom), once it settles.
         self._declutter_timer = QTimer(self)
         self._declutter_timer.setSingleShot(True)
         self._declutter_timer.setInterval(60)
         self._declutter_timer.timeout.connect(self.declutter_labels)
-        self.plot.getPlotItem().vb.sigRangeChanged.connect(lambda *_: self._declutter_timer.start())
-        style_plot(self.plot)
+        self.plot.vb.sigRangeChanged.connect(lambda *_: self._declutter_timer.start())
         rv.addWidget(self.plot, 1)
-        self.hover_label = QLabel(self.plot)
-        self.hover_label.setFrameShape(QFrame.Shape.StyledPanel)
-        self.hover_label.setAutoFillBackground(True)
-        self.hover_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        self.hover_label.setMargin(4)
-        self.hover_label.hide()
         split.addWidget(right)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
@@ -337,16 +316,10 @@ class WordsView(QWidget):
 
     def changeEvent(self, ev) -> None:  # noqa: N802 - Qt naming
         if ev.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
-            style_plot(self.plot)
-            if self.coords is not None:
+            if self.coords is not None:           # the colours follow the palette
                 self._draw_points()
                 self._draw_labels()
         super().changeEvent(ev)
-
-    def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt naming
-        if ev.type() == QEvent.Type.Leave:
-            self.hide_hover()
-        return super().eventFilter(obj, ev)
 
     # ------------------------------------------------------------------ project and runs
     def set_project(self, project) -> None:
@@ -670,7 +643,7 @@ class WordsView(QWidget):
         self._draw_points()
         self._draw_labels()
         self._highlight([], [])
-        self.plot.getPlotItem().vb.autoRange(padding=0.08)
+        self.plot.vb.autoRange(padding=0.08)
         self.declutter_labels()            # for the new range at once (the timer would lag behind)
         self.kind_combo.blockSignals(True)
         self.kind_combo.setCurrentIndex(self.kind_combo.findData(kind))
@@ -714,7 +687,7 @@ class WordsView(QWidget):
         rectangle meets a taken cell is hidden (its point stays, and hover names it)."""
         if not self._labels or self.coords is None:
             return
-        vb = self.plot.getPlotItem().vb
+        vb = self.plot.vb
         px, py = vb.viewPixelSize()
         if not px or not py:
             return
@@ -746,70 +719,15 @@ class WordsView(QWidget):
         q = [index[w] for w in queries if w in index]
         a = [index[w] for w in answers if w in index]
         pen_colour = QColor("white") if is_dark(self) else QColor("black")
-        idx = q + a
-        self.highlight.setData(x=self.coords[idx, 0] if idx else [], y=self.coords[idx, 1] if idx else [],
-                               size=[15] * len(q) + [10] * len(a), brush=None,
-                               pen=[pg.mkPen(QColor(error_colour(self)), width=2)] * len(q)
-                               + [pg.mkPen(pen_colour, width=1.5)] * len(a))
+        self.plot.set_rings(self.highlight, q + a, sizes=[15] * len(q) + [10] * len(a),
+                            pens=[pg.mkPen(QColor(error_colour(self)), width=2)] * len(q)
+                            + [pg.mkPen(pen_colour, width=1.5)] * len(a))
 
-    def point_at(self, scene_pos) -> int | None:
-        """The map point nearest ``scene_pos`` within a few pixels, or None."""
-        if self.coords is None or not len(self.coords):
-            return None
-        vb = self.plot.getPlotItem().vb
-        if not vb.sceneBoundingRect().contains(scene_pos):
-            return None
-        p = vb.mapSceneToView(scene_pos)
-        px, py = vb.viewPixelSize()
-        if not px or not py:
-            return None
-        d2 = ((self.coords[:, 0] - p.x()) / px) ** 2 + ((self.coords[:, 1] - p.y()) / py) ** 2
-        i = int(np.argmin(d2))
-        return i if d2[i] <= HOVER_RADIUS_PX ** 2 else None
-
-    def scene_pos_of(self, i: int):
-        from PySide6.QtCore import QPointF
-        vb = self.plot.getPlotItem().vb
-        return vb.mapViewToScene(QPointF(float(self.coords[i, 0]), float(self.coords[i, 1])))
-
-    def _on_mouse_moved(self, scene_pos) -> None:
-        i = self.point_at(scene_pos)
-        if i is None:
-            self.hide_hover()
-        else:
-            self.hover_point(i, scene_pos)
-
-    def hover_point(self, i: int, scene_pos=None) -> None:
-        """Name map point ``i`` (its word, frequency rank and count) beside it."""
-        if self.coords is None:
-            return
-        self.hover_index = i
+    def _card_of(self, i: int) -> tuple[str, None]:
+        """The hover card of map point ``i``: its word, frequency rank and count."""
         count = int(self.info.map.counts[i])
-        self.hover_label.setText(f"<b>{html.escape(self.map_words[i])}</b><br>"
-                                 f"<small>#{i + 1} most frequent · {count:,}×</small>")
-        self.hover_label.adjustSize()
-        if scene_pos is None:
-            scene_pos = self.scene_pos_of(i)
-        p = self.plot.mapFromScene(scene_pos)
-        x, y = p.x() + 12, p.y() + 12
-        if x + self.hover_label.width() > self.plot.width():
-            x = p.x() - self.hover_label.width() - 12
-        if y + self.hover_label.height() > self.plot.height():
-            y = p.y() - self.hover_label.height() - 12
-        self.hover_label.move(max(0, int(x)), max(0, int(y)))
-        self.hover_label.show()
-        self.hover_label.raise_()
-
-    def hide_hover(self) -> None:
-        self.hover_index = None
-        self.hover_label.hide()
-
-    def _on_mouse_clicked(self, ev) -> None:
-        if ev.button() != Qt.MouseButton.LeftButton:
-            return
-        i = self.point_at(ev.scenePos())
-        if i is not None:
-            self.click_word(i)
+        return (f"<b>{html.escape(self.map_words[i])}</b><br>"
+                f"<small>#{i + 1} most frequent · {count:,}×</small>", None)
 
     def click_word(self, i: int) -> None:
         """Ask for the neighbours of map point ``i``."""
