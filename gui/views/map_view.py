@@ -27,97 +27,45 @@ points moving smoothly between frames.
 
 What is computed (the run's points, UMAP, clusters, the lasso's polygon test, the
 aligned timeline) lives in :mod:`engine.explore.map`, Qt-free; this module draws it.
+The scatter with its hover card is :mod:`gui.scatter` (shared with the Words view);
+the view's parts are mixins beside this module: :mod:`.map_colours`,
+:mod:`.map_timeline`, :mod:`.map_selection` (with the lasso's ViewBox) and
+:mod:`.map_compare`.
 """
 from __future__ import annotations
 
 import html
-from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QHBoxLayout, QLabel, QLineEdit,
-                               QListView, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSlider,
-                               QSpinBox, QSplitter, QStackedWidget, QStyle, QToolButton, QVBoxLayout,
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListView, QListWidget, QListWidgetItem,
+                               QProgressBar, QSplitter, QStackedWidget, QStyle, QToolButton, QVBoxLayout,
                                QWidget)
 
-from engine.explore.map import (MapData, Timeline, compute_clusters, compute_timeline, compute_umap,
-                                load_map_data, points_in_polygon)
+from engine.explore.map import MapData, compute_umap, load_map_data
 
 from ..images import thumbnail
-# PaletteScatter is imported from here too (it was defined here first).
+# Names other modules and tests import from here, though they live in the parts below.
 from ..scatter import PaletteScatter, ScatterHost, ScatterMap, projection_combo  # noqa: F401
-from ..theme import accent, category_colors, is_dark
-from ..widgets import ElidedLabel, error_dialog, fill_run_combo, select_run_quietly
+from ..theme import accent, is_dark
+from ..widgets import ElidedLabel, fill_run_combo, select_run_quietly
 from ..workers import FunctionWorker
+from .map_colours import MATCH_COLOUR, OTHER_COLOUR, MapColours  # noqa: F401
+from .map_compare import MapCompare
+from .map_selection import LassoViewBox, MapSelection  # noqa: F401
+from .map_timeline import MapTimeline
 
 N_NEIGHBOURS = 8
 NEIGHBOUR_THUMB = 64
-GRID_THUMB = 56
-#: "Show as grid" lists at most this many selected items (thumbnails cost memory and time).
-GRID_CAP = 500
-#: Alpha of points outside the selection: see-through, so what is selected stays visible.
-FADED_ALPHA = 45
-#: Points whose caption does not contain the word: grey, and see-through for the same reason.
-OTHER_COLOUR = QColor(150, 150, 150, 110)
-MATCH_COLOUR = QColor("#f28e2b")
-#: Slider positions between two timeline frames (the points glide from one to the next).
-TIMELINE_SUBSTEPS = 10
-TIMELINE_TICK_MS = 40
-#: Typing a caption word or a k waits this long for the next key before recolouring.
-RECOLOUR_DELAY_MS = 250
 
 
-def _brush_array(colours: list[QColor]) -> np.ndarray:
-    """One QBrush per colour, as an object array that per-point brushes index into."""
-    out = np.empty(len(colours), dtype=object)
-    for i, c in enumerate(colours):
-        out[i] = pg.mkBrush(c)
-    return out
-
-
-class LassoViewBox(pg.ViewBox):
-    """A ViewBox whose left drag draws a freehand lasso instead of panning while
-    ``lasso_mode`` is on or Shift is held. The closed outline goes out, in view
-    coordinates, through ``lasso_finished``; the wheel and the right drag still zoom."""
-
-    lasso_finished = Signal(object)      # (m, 2) float array
-
-    def __init__(self):
-        super().__init__()
-        self.lasso_mode = False
-        self._path: list[tuple[float, float]] = []
-        self.outline = pg.PlotCurveItem()
-        self.outline.setZValue(30)
-        self.addItem(self.outline, ignoreBounds=True)
-
-    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802 - pyqtgraph naming
-        shift = bool(ev.modifiers() & Qt.KeyboardModifier.ShiftModifier)
-        lasso = bool(self._path) or (ev.button() == Qt.MouseButton.LeftButton and axis is None
-                                     and (self.lasso_mode or shift))
-        if not lasso:
-            super().mouseDragEvent(ev, axis)
-            return
-        ev.accept()
-        if ev.isStart():
-            start = self.mapToView(ev.buttonDownPos())
-            self._path = [(start.x(), start.y())]
-        p = self.mapToView(ev.pos())
-        self._path.append((p.x(), p.y()))
-        if ev.isFinish():
-            polygon = np.array(self._path, np.float64)
-            self._path = []
-            self.outline.setData([], [])
-            self.lasso_finished.emit(polygon)
-        else:
-            closed = np.array(self._path + self._path[:1], np.float64)
-            self.outline.setData(closed[:, 0], closed[:, 1])
-
-
-class MapView(ScatterHost, QWidget):
+class MapView(MapColours, MapTimeline, MapSelection, MapCompare, ScatterHost, QWidget):
     """Scatter of a run's embeddings, with hover previews, neighbours, colourings, a lasso
-    selection and an optional second map linked to it.
+    selection and an optional second map linked to it. This class wires the parts together
+    and owns loading, the projection (PCA / UMAP), drawing and the neighbour panel; the
+    colourings, the timeline, the lasso selection and the comparison are its mixins.
 
     ``compact=True`` makes the second map of a comparison: no run picker, timeline,
     selection tools or neighbour panel of its own (the first map's serve both)."""
@@ -135,39 +83,15 @@ class MapView(ScatterHost, QWidget):
         self.run_id: int | None = None
         self.info: MapData | None = None
         self.kind = ""                          # the projection on screen (self.coords: the points as drawn)
-        self.labels: np.ndarray | None = None   # colour group per point
-        self.group_names: list[str] = []
-        self.class_colors: list[QColor] = []
         self.selected_index: int | None = None
         self.neighbours: list[int] = []
         self.neighbour_sims: list[float] = []
-        self.selection = np.zeros(0, np.int64)  # rows inside the lasso
-        self.match_count: int | None = None      # points whose caption contains the word
         self.auto_umap = True
-        self.partner: MapView | None = None      # the second map of a comparison
-        self.grid_dialog: QDialog | None = None
-        self._partner_fresh = False
         self._hovered_item = -1
         self._load_worker: FunctionWorker | None = None
         self._loading_run: int | None = None     # the run whose load result is awaited
         self._umap_worker: FunctionWorker | None = None
-        self._cluster_worker: FunctionWorker | None = None
-        self._clusters: dict[tuple[int, int], np.ndarray] = {}     # (embedding id, k) → labels
-        self._palette = _brush_array([QColor("#4e79a7")])
-        self._faded = _brush_array([QColor(78, 121, 167, FADED_ALPHA)])
-        self._brushes = np.empty(0, dtype=object)     # per point, indexes into the palettes
         self._umap_error = ""
-        self.timeline: Timeline | None = None    # compute_timeline's result for the shown run
-        self.timeline_points = np.zeros(0, np.int64)   # map points (rows of info.ids) in the timeline
-        self._timeline_worker: FunctionWorker | None = None
-        self._timeline_run_id: int | None = None
-        self._play_timer = QTimer(self)
-        self._play_timer.setInterval(TIMELINE_TICK_MS)
-        self._play_timer.timeout.connect(self._play_tick)
-        self._recolour_timer = QTimer(self)
-        self._recolour_timer.setSingleShot(True)
-        self._recolour_timer.setInterval(RECOLOUR_DELAY_MS)
-        self._recolour_timer.timeout.connect(self._on_colour_chosen)
         self._build()
 
     # ------------------------------------------------------------------ layout
@@ -184,28 +108,10 @@ class MapView(ScatterHost, QWidget):
         font = self.title.font()
         font.setBold(True)
         self.title.setFont(font)
-        self.colour_combo = QComboBox()
-        self.colour_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-        self.colour_combo.setToolTip("Colour the points by their label, an attribute, a word in their "
-                                     "captions or a k-means cluster of the embeddings")
-        self.colour_combo.currentIndexChanged.connect(self._on_colour_chosen)
-        self.caption_edit = QLineEdit()
-        self.caption_edit.setPlaceholderText("word…")
-        self.caption_edit.setClearButtonEnabled(True)
-        self.caption_edit.setMaximumWidth(140)
-        self.caption_edit.setToolTip("Highlight the points whose caption (or sentence) contains this word "
-                                     "or phrase, whole words, any case")
-        self.caption_edit.textChanged.connect(lambda _t: self._recolour_timer.start())
-        self.caption_edit.returnPressed.connect(self._on_colour_chosen)
-        self.k_spin = QSpinBox()
-        self.k_spin.setRange(2, 40)
-        self.k_spin.setValue(8)
-        self.k_spin.setPrefix("k = ")
-        self.k_spin.setToolTip("Number of k-means clusters (on the embeddings, cosine geometry)")
-        self.k_spin.valueChanged.connect(lambda _v: self._recolour_timer.start())
-        self.colour_note = QLabel("")
-        for w in (self.caption_edit, self.k_spin, self.colour_note):
-            w.setVisible(False)
+        self._build_colour_controls()
+        self._build_timeline()
+        self._build_selection_tools()
+        self._build_compare_picker()
         self.kind_combo = projection_combo()
         self.kind_combo.currentIndexChanged.connect(self._on_kind_chosen)
         self.umap_progress = QProgressBar()
@@ -213,11 +119,6 @@ class MapView(ScatterHost, QWidget):
         self.umap_progress.setRange(0, 0)
         self.umap_progress.setVisible(False)
         self.status = ElidedLabel("")
-        self.timeline_button = QPushButton("Timeline")
-        self.timeline_button.setCheckable(True)
-        self.timeline_button.setToolTip("Replay how the map formed: the embedding at every evaluated epoch, "
-                                        "aligned frame to frame (Ctrl+T)")
-        self.timeline_button.toggled.connect(self.set_timeline)
         # The progress bar keeps its place while hidden, so nothing moves when UMAP finishes.
         policy = self.umap_progress.sizePolicy()
         policy.setRetainSizeWhenHidden(True)
@@ -267,30 +168,6 @@ class MapView(ScatterHost, QWidget):
         self.tools_bar = QWidget()
         tools = QHBoxLayout(self.tools_bar)
         tools.setContentsMargins(0, 0, 0, 0)
-        self.lasso_button = QToolButton()
-        self.lasso_button.setText("Lasso")
-        self.lasso_button.setCheckable(True)
-        self.lasso_button.setToolTip("Drag to draw a freehand lasso around points to select them "
-                                     "(Ctrl+L; or hold Shift and drag at any time). Esc clears.")
-        if not self.compact:
-            self.lasso_button.setShortcut("Ctrl+L")
-        self.lasso_button.toggled.connect(self._on_lasso_tool)
-        self.selection_label = QLabel("")
-        self.grid_button = QPushButton("Show as grid")
-        self.grid_button.setToolTip(f"The selected items in a window (the first {GRID_CAP})")
-        self.grid_button.clicked.connect(self.show_selection_grid)
-        self.export_button = QPushButton("Export selection…")
-        self.export_button.setToolTip("Save the selected items as CSV: index, name, label, x, y")
-        self.export_button.clicked.connect(lambda: self.export_selection())
-        self.clear_lasso_button = QPushButton("Clear")
-        self.clear_lasso_button.setToolTip("Clear the selection (Esc)")
-        self.clear_lasso_button.clicked.connect(self.clear_lasso)
-        self.compare_combo = QComboBox()
-        self.compare_combo.setMinimumContentsLength(18)
-        self.compare_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.compare_combo.setToolTip("Open a second map of another finished run on the same data beside "
-                                      "this one; hovering, clicking and lassoing show the same items in both")
-        self.compare_combo.currentIndexChanged.connect(self._on_compare_chosen)
         tools.addWidget(self.lasso_button)
         tools.addWidget(self.selection_label)
         tools.addWidget(self.grid_button)
@@ -333,22 +210,6 @@ class MapView(ScatterHost, QWidget):
         pb = QVBoxLayout(plot_box)
         pb.setContentsMargins(0, 0, 0, 0)
         pb.addWidget(self.plot, 1)
-        self.timeline_bar = QWidget()
-        tb = QHBoxLayout(self.timeline_bar)
-        tb.setContentsMargins(0, 2, 0, 0)
-        self.play_button = QToolButton()
-        self.play_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPlay))
-        self.play_button.setToolTip("Play the timeline from its first frame")
-        self.play_button.setCheckable(True)
-        self.play_button.toggled.connect(self._on_play)
-        self.timeline_slider = QSlider(Qt.Orientation.Horizontal)
-        self.timeline_slider.valueChanged.connect(self._on_timeline_slider)
-        self.timeline_label = QLabel("")
-        self.timeline_label.setMinimumWidth(130)
-        tb.addWidget(self.play_button)
-        tb.addWidget(self.timeline_slider, 1)
-        tb.addWidget(self.timeline_label)
-        self.timeline_bar.setVisible(False)
         pb.addWidget(self.timeline_bar)
         split.addWidget(plot_box)
 
@@ -546,121 +407,7 @@ class MapView(ScatterHost, QWidget):
     def _on_umap_error(self, message: str, details: str) -> None:
         self._umap_error = message
 
-    # ------------------------------------------------------------------ timeline
-    @property
-    def timeline_active(self) -> bool:
-        return self.timeline_button.isChecked()
-
-    def _reset_timeline(self, n_sets: int) -> None:
-        self._play_timer.stop()
-        self.timeline = None
-        self.timeline_points = np.zeros(0, np.int64)
-        self.timeline_button.blockSignals(True)
-        self.timeline_button.setChecked(False)
-        self.timeline_button.blockSignals(False)
-        self.timeline_bar.setVisible(False)
-        self.timeline_button.setEnabled(n_sets >= 1)
-        self.timeline_button.setToolTip(
-            "Replay how the map formed: the embedding at every evaluated epoch, aligned frame to frame "
-            "(Ctrl+T)" if n_sets else "This run stored no timeline (it evaluated only at the end)")
-
-    def set_timeline(self, on: bool) -> None:
-        """Show (compute on a worker the first time) or leave the timeline of the shown run."""
-        if self.timeline_button.isChecked() != on:
-            self.timeline_button.setChecked(on)      # comes back here through toggled
-            return
-        self.timeline_bar.setVisible(on)
-        if not on:
-            self.play_button.setChecked(False)
-            if self.info is not None:
-                kind = self.kind_combo.currentData() or "pca"
-                self._draw(kind if kind in self.info.projections else "pca")
-            return
-        if self.info is None:
-            self.timeline_button.setChecked(False)
-            return
-        if self.timeline is not None and self.timeline.run_id == self.run_id:
-            self._show_timeline()
-            return
-        if self._timeline_worker is not None and self._timeline_worker.is_running():
-            return
-        self._timeline_run_id = self.run_id
-        self.status.setText("Aligning the timeline's frames…")
-        worker = FunctionWorker(compute_timeline, self.project, self.run_id, thread_name="pretext-timeline")
-        worker.result.connect(self._on_timeline)
-        worker.errored.connect(self._on_timeline_error)
-        self._timeline_worker = worker
-        worker.start()
-
-    def _on_timeline(self, result: Timeline) -> None:
-        if self.info is None or result.run_id != self.run_id:
-            return
-        pos = {int(i): k for k, i in enumerate(self.info.ids)}
-        self.timeline = result
-        self.timeline_points = np.array([pos[int(i)] for i in result.ids], np.int64)
-        if self.timeline_active:
-            self._show_timeline()
-
-    def _on_timeline_error(self, message: str, details: str) -> None:
-        self.timeline_button.setChecked(False)
-        self.status.setText(f"No timeline: {message}")
-
-    def _show_timeline(self) -> None:
-        frames = self.timeline.frames
-        self.timeline_slider.blockSignals(True)
-        self.timeline_slider.setRange(0, (len(frames) - 1) * TIMELINE_SUBSTEPS)
-        self.timeline_slider.setPageStep(TIMELINE_SUBSTEPS)
-        self.timeline_slider.setValue(0)
-        self.timeline_slider.blockSignals(False)
-        # One fixed view for all frames, so the camera does not jump while the points move.
-        lo, hi = np.nanmin(frames.reshape(-1, 2), axis=0), np.nanmax(frames.reshape(-1, 2), axis=0)
-        self.vb.setRange(xRange=(float(lo[0]), float(hi[0])),
-                                            yRange=(float(lo[1]), float(hi[1])), padding=0.05)
-        self._draw_timeline(0)
-        n = len(self.timeline_points)
-        self.status.setText(f"Timeline of {n:,} items over {len(frames)} evaluations · PCA, each frame "
-                            "aligned to the previous one")
-
-    def _on_timeline_slider(self, value: int) -> None:
-        if self.timeline is not None and self.timeline_active:
-            self._draw_timeline(value)
-
-    def _draw_timeline(self, value: int) -> None:
-        """Draw slider position ``value``: between two frames the points are interpolated."""
-        frames, epochs = self.timeline.frames, self.timeline.epochs
-        t = value / TIMELINE_SUBSTEPS
-        i = min(int(t), len(frames) - 2)
-        f = t - i
-        c = ((1 - f) * frames[i] + f * frames[i + 1]).astype(np.float32)
-        pts = self.timeline_points
-        coords = np.full((len(self.info.ids), 2), np.nan, np.float32)
-        coords[pts] = c
-        self.coords = coords
-        n = len(pts)
-        size = 7 if n < 2000 else 5 if n < 20000 else 3
-        self.scatter.setData(x=c[:, 0], y=c[:, 1], size=size, pen=None, data=pts)
-        self.scatter.set_brushes(self._brushes[pts])
-        k = int(round(t))
-        self.timeline_label.setText(f"epoch {epochs[k]} · frame {k + 1} of {len(frames)}")
-        self._update_highlight()
-
-    def _on_play(self, playing: bool) -> None:
-        icon = QStyle.StandardPixmap.SP_MediaPause if playing else QStyle.StandardPixmap.SP_MediaPlay
-        self.play_button.setIcon(self.style().standardIcon(icon))
-        if playing:
-            if self.timeline_slider.value() >= self.timeline_slider.maximum():
-                self.timeline_slider.setValue(0)
-            self._play_timer.start()
-        else:
-            self._play_timer.stop()
-
-    def _play_tick(self) -> None:
-        v = self.timeline_slider.value() + 1
-        if v > self.timeline_slider.maximum():
-            self.play_button.setChecked(False)
-        else:
-            self.timeline_slider.setValue(v)
-
+    # ------------------------------------------------------------------ status and projection
     def _update_status(self) -> None:
         if self.info is None or self.coords is None:
             return
@@ -687,115 +434,6 @@ class MapView(ScatterHost, QWidget):
         elif kind == "umap":
             self.start_umap()
 
-    # ------------------------------------------------------------------ colours
-    def _show_colour_extras(self) -> None:
-        key = self.colour_combo.currentData() or "none"
-        self.caption_edit.setVisible(key == "caption")
-        self.k_spin.setVisible(key == "cluster")
-        self.colour_note.setVisible(key in ("caption", "cluster"))
-
-    def _on_colour_chosen(self, *_):
-        self._recolour_timer.stop()
-        self._show_colour_extras()
-        if self.info is not None:
-            self._apply_colours()
-            self._push_brushes()
-            self._update_legend()
-
-    def _apply_colours(self) -> None:
-        """Colour groups per point for the chosen colouring, and the per-point brushes."""
-        data = self.info.data
-        ids = self.info.ids
-        key = self.colour_combo.currentData() or "none"
-        colours: list[QColor] | None = None
-        self.match_count = None
-        self.colour_note.setText("")
-        if key == "label" and data.labels is not None:
-            groups = data.labels[ids]
-            names = list(data.class_names or [])
-        elif key.startswith("attr:"):
-            a_ids, names = data.attributes[key[5:]]
-            groups = np.asarray(a_ids)[ids]
-            names = list(names)
-        elif key == "caption" and self.caption_edit.text().strip():
-            from engine.workbench import caption_matches
-            query = self.caption_edit.text().strip()
-            match = caption_matches(self.info.texts, ids, query)
-            m = self.match_count = int(match.sum())
-            groups = match.astype(np.int64)
-            names = [f"other ({len(ids) - m:,})", f"contains “{query}” ({m:,})"]
-            colours = [OTHER_COLOUR, MATCH_COLOUR]
-            self.colour_note.setText(f"{m:,} of {len(ids):,}")
-        elif key == "cluster":
-            k = self.k_spin.value()
-            labels = self._clusters.get((self.info.embedding_id, k))
-            if labels is None:
-                self._start_clusters(k)
-                groups = np.zeros(len(ids), np.int64)
-                names = ["clustering…"]
-                self.colour_note.setText("clustering…")
-            else:
-                groups = labels
-                counts = np.bincount(labels, minlength=k)
-                names = [f"cluster {c + 1} ({counts[c]:,})" for c in range(k)]
-                self.colour_note.setText(f"{k} clusters")
-        else:
-            groups = np.zeros(len(ids), np.int64)
-            names = ["all items"]
-        k = max(int(groups.max()) + 1 if len(groups) else 1, len(names))
-        names = names + [str(i) for i in range(len(names), k)]
-        self.labels = np.asarray(groups, np.int64)
-        self.group_names = names
-        self.class_colors = colours or category_colors(k)
-        self._palette = _brush_array(self.class_colors)
-        faded = []
-        for c in self.class_colors:
-            f = QColor(c)
-            f.setAlpha(min(FADED_ALPHA, c.alpha()))
-            faded.append(f)
-        self._faded = _brush_array(faded)
-        self._compose_brushes()
-
-    def _compose_brushes(self) -> None:
-        """Per-point brushes: the group's colour, faded outside a non-empty selection (array
-        indexing: the points share the palette's few QBrush objects)."""
-        if len(self.selection):
-            inside = np.zeros(len(self.labels), bool)
-            inside[self.selection] = True
-            self._brushes = np.where(inside, self._palette[self.labels], self._faded[self.labels])
-        else:
-            self._brushes = self._palette[self.labels]
-
-    def _push_brushes(self) -> None:
-        """Hand the current brushes to the scatter (all points, or the timeline's sample)."""
-        if self.timeline_active and self.timeline is not None:
-            self._draw_timeline(self.timeline_slider.value())
-        elif len(self.scatter.data) == len(self._brushes):
-            self.scatter.set_brushes(self._brushes)
-
-    def _start_clusters(self, k: int) -> None:
-        if self._cluster_worker is not None and self._cluster_worker.is_running():
-            args = self._cluster_worker.args
-            if args[0] == self.info.embedding_id and args[2] == k:
-                return          # already on its way
-        worker = FunctionWorker(compute_clusters, self.info.embedding_id, self.info.vectors, k,
-                                thread_name="pretext-kmeans")
-        worker.result.connect(self._on_clusters)
-        worker.errored.connect(self._on_clusters_error)
-        self._cluster_worker = worker
-        worker.start()
-
-    def _on_clusters(self, result) -> None:
-        emb_id, k, labels = result
-        self._clusters[(emb_id, k)] = labels
-        if (self.info is not None and emb_id == self.info.embedding_id and k == self.k_spin.value()
-                and self.colour_combo.currentData() == "cluster"):
-            self._on_colour_chosen()
-
-    def _on_clusters_error(self, message: str, details: str) -> None:
-        self.colour_note.setText("")
-        self.status.setText(f"k-means failed: {message}")
-
     # ------------------------------------------------------------------ drawing
     def _draw(self, kind: str) -> None:
         coords = np.asarray(self.info.projections[kind][1], np.float32)
@@ -815,18 +453,6 @@ class MapView(ScatterHost, QWidget):
         self.kind_combo.blockSignals(False)
         self._update_status()
         self.map_ready.emit(kind)
-
-    def _update_legend(self) -> None:
-        self.legend.clear()
-        if len(self.group_names) <= 1:
-            return
-        shown = self.group_names[:20]
-        for i, name in enumerate(shown):
-            sample = pg.ScatterPlotItem(pxMode=True, size=9, pen=None, symbol="o",
-                                        brush=pg.mkBrush(self.class_colors[i]))
-            self.legend.addItem(sample, name)
-        if len(self.group_names) > 20:
-            self.legend.addItem(pg.ScatterPlotItem(size=0), f"… {len(self.group_names) - 20} more")
 
     def _style_highlight(self) -> None:
         colour = QColor("white") if is_dark(self) else QColor("black")
@@ -899,11 +525,6 @@ class MapView(ScatterHost, QWidget):
             self._hovered_item = item
             self.hovered.emit(item)
 
-    def show_linked_hover(self, item: int) -> None:
-        """Ring item ``item`` (hovered in the linked map) on this one; -1 clears the ring."""
-        rows = self.rows_of([item]) if item >= 0 else np.zeros(0, np.int64)
-        self.plot.set_rings(self.link_marker, rows[:1])
-
     def nearest(self, i: int, k: int = N_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
         """Indices and cosine similarities of the ``k`` points nearest to ``i`` (itself excluded)."""
         return self.info.nearest(i, k)
@@ -951,12 +572,6 @@ class MapView(ScatterHost, QWidget):
         if emit:
             self.item_clicked.emit(int(self.info.ids[i]))
 
-    def select_item(self, item: int) -> None:
-        """Select item id ``item`` if it is on this map (a click in the linked map)."""
-        rows = self.rows_of([item])
-        if len(rows):
-            self.select_point(int(rows[0]), emit=False)
-
     def clear_selection(self) -> None:
         """Forget the clicked point and its neighbours (the lasso selection stays)."""
         self.selected_index = None
@@ -968,218 +583,3 @@ class MapView(ScatterHost, QWidget):
         self._update_highlight()
         self.hide_hover()
 
-    # ------------------------------------------------------------------ lasso selection
-    def _on_lasso_tool(self, on: bool) -> None:
-        self.vb.lasso_mode = on
-        if self.partner is not None:
-            self.partner.vb.lasso_mode = on
-
-    def select_polygon(self, polygon) -> int:
-        """Select the points inside ``polygon`` ((m, 2) in map coordinates); returns how many."""
-        if self.info is None or self.coords is None:
-            return 0
-        rows = np.flatnonzero(points_in_polygon(self.coords, polygon))
-        self.set_selection(rows)
-        return len(rows)
-
-    def set_selection(self, rows, emit: bool = True) -> None:
-        """Make map rows ``rows`` the selection: the other points fade; with ``emit``, a
-        linked map selects the same items."""
-        if self.info is None:
-            return
-        rows = np.unique(np.asarray(rows, np.int64).ravel())
-        self.selection = rows[(rows >= 0) & (rows < len(self.info.ids))]
-        self._compose_brushes()
-        self._push_brushes()
-        self._update_selection_ui()
-        if emit:
-            self.selection_changed.emit(self.selected_items())
-
-    def select_items(self, items) -> None:
-        """Select item ids ``items`` (a lasso in the linked map), without echoing back."""
-        self.set_selection(self.rows_of(items), emit=False)
-
-    def selected_items(self) -> np.ndarray:
-        """Item ids of the selection (indices into the data set, vocabulary or sentences)."""
-        if self.info is None:
-            return np.zeros(0, np.int64)
-        return np.asarray(self.info.ids, np.int64)[self.selection]
-
-    def clear_lasso(self) -> None:
-        if len(self.selection):
-            self.set_selection([])
-
-    def _update_selection_ui(self) -> None:
-        n = len(self.selection)
-        if n:
-            self.selection_label.setText(f"<b>{n:,}</b> selected")
-        else:
-            self.selection_label.setText("No selection: draw a lasso (Shift + drag)")
-        for w in (self.grid_button, self.export_button, self.clear_lasso_button):
-            w.setEnabled(n > 0)
-
-    def show_selection_grid(self) -> QDialog | None:
-        """A window with the selected items: thumbnails, or words / sentences one per line
-        (at most GRID_CAP of them, with a note saying so)."""
-        if self.info is None or not len(self.selection):
-            return None
-        if self.grid_dialog is not None:
-            self.grid_dialog.close()
-        n = len(self.selection)
-        rows = self.selection[:GRID_CAP]
-        dlg = QDialog(self)
-        run = self.info.run
-        dlg.setWindowTitle(f"Selection of {n:,} items: #{run.id} {run.name or run.method}")
-        v = QVBoxLayout(dlg)
-        dlg.note = QLabel(f"{n:,} items selected" if n <= GRID_CAP else
-                          f"Showing the first {GRID_CAP:,} of {n:,} selected items (export the selection "
-                          "for all of them).")
-        dlg.list = lst = QListWidget()
-        names = self.info.names
-        images = self.info.points == "images"
-        if images:
-            lst.setViewMode(QListView.ViewMode.IconMode)
-            lst.setIconSize(QSize(GRID_THUMB, GRID_THUMB))
-            lst.setGridSize(QSize(GRID_THUMB + 28, GRID_THUMB + 30))
-            lst.setResizeMode(QListView.ResizeMode.Adjust)
-            lst.setMovement(QListView.Movement.Static)
-            lst.setUniformItemSizes(True)
-        else:
-            lst.setWordWrap(True)
-        for r in rows:
-            item = int(self.info.ids[r])
-            if images:
-                label = self._label_of(item) if self.info.data.labels is not None else \
-                    names[item].rsplit("/", 1)[-1]
-                it = QListWidgetItem(QIcon(thumbnail(self.item_image(int(r)), GRID_THUMB)), label)
-                it.setToolTip(self.item_text(int(r)).replace("<br>", "\n"))
-            else:
-                it = QListWidgetItem(names[item])
-            it.setData(Qt.ItemDataRole.UserRole, int(r))
-            lst.addItem(it)
-        lst.itemDoubleClicked.connect(lambda it: self.select_point(it.data(Qt.ItemDataRole.UserRole)))
-        v.addWidget(dlg.note)
-        v.addWidget(lst, 1)
-        dlg.resize(760, 540)
-        dlg.show()
-        self.grid_dialog = dlg
-        return dlg
-
-    def export_selection(self, path: str | Path | None = None) -> Path | None:
-        """Write the selection as CSV (asks where when ``path`` is None); returns the file."""
-        if self.info is None or not len(self.selection):
-            return None
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Export the selection",
-                                                  f"selection-run{self.run_id}.csv", "CSV files (*.csv)")
-            if not path:
-                return None
-        from engine.workbench import export_selection as write_selection
-        rows = self.selection
-        try:
-            out = write_selection(path, self.info.data, self.info.split, self.selected_items(),
-                                  self.coords[rows])
-        except OSError as exc:
-            error_dialog(self, "Export failed", f"Could not write {path}: {exc}")
-            return None
-        self.status.setText(f"Exported {len(rows):,} items to {out}")
-        return out
-
-    # ------------------------------------------------------------------ a second, linked map
-    def _fill_compare(self) -> None:
-        """List the finished runs a second map can show: same data set, same kind of items."""
-        if self.compact:
-            return
-        current = self.partner.run_id if self.partner is not None and self.partner.isVisible() else None
-        self.compare_combo.blockSignals(True)
-        self.compare_combo.clear()
-        self.compare_combo.addItem("no second map", None)
-        # Only once a map is loaded: its worker has imported the engine by then (importing it
-        # here first would stall the window for seconds).
-        if self.info is not None and self.project is not None:
-            from engine.workbench import final_embeddings
-            for r in reversed(self.project.runs(self.info.run.dataset_id)):
-                if r.status != "finished" or r.id == self.run_id:
-                    continue
-                emb = final_embeddings(self.project, r.id)
-                if emb is not None and emb.split == self.info.split:
-                    self.compare_combo.addItem(f"#{r.id} {r.name or r.method}", r.id)
-        i = self.compare_combo.findData(current) if current is not None else 0
-        self.compare_combo.setCurrentIndex(max(i, 0))
-        self.compare_combo.setEnabled(self.compare_combo.count() > 1)
-        self.compare_combo.blockSignals(False)
-        if current is not None and i < 0:
-            self.close_compare()
-
-    def _on_compare_chosen(self, *_):
-        run_id = self.compare_combo.currentData()
-        if run_id is None:
-            self.close_compare()
-        else:
-            self.open_compare(int(run_id))
-
-    def open_compare(self, run_id: int) -> MapView:
-        """Show ``run_id``'s map beside this one, linked to it; returns the second map."""
-        if self.partner is None:
-            p = self.partner = MapView(compact=True)
-            self.hovered.connect(p.show_linked_hover)
-            p.hovered.connect(self.show_linked_hover)
-            self.item_clicked.connect(p.select_item)
-            p.item_clicked.connect(self.select_item)
-            self.selection_changed.connect(p.select_items)
-            p.selection_changed.connect(self.select_items)
-            p.map_ready.connect(self._on_partner_ready)
-            p.close_requested.connect(self.close_compare)
-            self.split.insertWidget(1, p)
-        p = self.partner
-        p.vb.lasso_mode = self.lasso_button.isChecked()
-        p.auto_umap = self.auto_umap
-        if p.project is not self.project:
-            p.set_project(self.project)
-        self._partner_fresh = True
-        p.setVisible(True)
-        QTimer.singleShot(0, self._share_width)
-        p.show_run(run_id)
-        i = self.compare_combo.findData(run_id)
-        if i >= 0 and i != self.compare_combo.currentIndex():
-            self.compare_combo.blockSignals(True)
-            self.compare_combo.setCurrentIndex(i)
-            self.compare_combo.blockSignals(False)
-        return p
-
-    def _share_width(self) -> None:
-        """The two maps get equal widths; the neighbour panel keeps its own."""
-        sizes = self.split.sizes()
-        if len(sizes) == 3:
-            half = max(0, sum(sizes) - sizes[2]) // 2
-            self.split.setSizes([half, half, sizes[2]])
-
-    def close_compare(self) -> None:
-        if self.partner is not None and self.partner.isVisible():
-            self.partner.setVisible(False)
-            self.partner.hide_hover()
-            self.link_marker.setData([], [])
-        if self.compare_combo.currentIndex() > 0:
-            self.compare_combo.blockSignals(True)
-            self.compare_combo.setCurrentIndex(0)
-            self.compare_combo.blockSignals(False)
-
-    def _on_partner_ready(self, kind: str) -> None:
-        """The second map is drawn: the first time, give it this map's colouring and selection."""
-        p = self.partner
-        if p is None or p.info is None:
-            return
-        if self._partner_fresh:
-            self._partner_fresh = False
-            key = self.colour_combo.currentData()
-            i = p.colour_combo.findData(key)
-            if i >= 0:
-                p.caption_edit.setText(self.caption_edit.text())
-                p.k_spin.setValue(self.k_spin.value())
-                if i != p.colour_combo.currentIndex():
-                    p.colour_combo.setCurrentIndex(i)        # recolours through the signal
-                else:
-                    p._on_colour_chosen()
-        p.select_items(self.selected_items())
-        if self.selected_index is not None and self.info is not None:
-            p.select_item(int(self.info.ids[self.selected_index]))
