@@ -74,7 +74,10 @@ def start_stall_watch(clock, stall_ms: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=120, help="how long to keep training")
+    ap.add_argument("--seconds", type=float, default=120, help="how long to keep training (at most)")
+    ap.add_argument("--min-events", type=int, default=0,
+                    help="end as soon as this many training events reached the window and a whole "
+                         "round (SimCLR, MAE, CLIP) finished, even before --seconds (0 = run --seconds)")
     ap.add_argument("--project", help="a project file to use (default: a new temporary one)")
     ap.add_argument("--stall-ms", type=float, default=0,
                     help="print the GUI thread's stack to stderr whenever the event loop has been "
@@ -140,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             window.show_map(finished[-1])        # PCA at once, UMAP in the background
             stats["maps_shown"] += 1
             QTimer.singleShot(3000, lambda: window.show_view("train"))
-        if time.monotonic() >= deadline:
+        enough = (args.min_events and stats["events"] >= args.min_events
+                  and len(last_finished) >= len(ROUND))
+        if time.monotonic() >= deadline or enough:
             app.exit(0)     # not quit(): in Qt 6 it closes the window, which asks about the run
         elif not tv.busy and not tv.queue:
             queue_round()
