@@ -47,7 +47,7 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListView, QListW
 from engine.explore.map import MapData, compute_umap, load_map_data
 
 from ..images import thumbnail
-# Names other modules and tests import from here, though they live in the parts below.
+# PaletteScatter, LassoViewBox, MATCH_COLOUR and OTHER_COLOUR are still imported from this module.
 from ..scatter import PaletteScatter, ScatterHost, ScatterMap, projection_combo  # noqa: F401
 from ..theme import accent, is_dark
 from ..widgets import ElidedLabel, fill_run_combo, select_run_quietly
