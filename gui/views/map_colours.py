@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QComboBox, QLabel, QLineEdit, QSpinBox
 from engine.explore.map import compute_clusters
 
 from ..theme import category_colors
-from ..workers import FunctionWorker
+from ..tasks import Task
 
 #: Alpha of points outside the selection: see-through, so what is selected stays visible.
 FADED_ALPHA = 45
@@ -46,7 +46,7 @@ class MapColours:
         self.group_names: list[str] = []
         self.class_colors: list[QColor] = []
         self.match_count: int | None = None      # points whose caption contains the word
-        self._cluster_worker: FunctionWorker | None = None
+        self.cluster_task = Task(self, "pretext-kmeans", done=self._on_clusters, error=self._on_clusters_error)
         self._clusters: dict[tuple[int, int], np.ndarray] = {}     # (embedding id, k) → labels
         self._palette = _brush_array([QColor("#4e79a7")])
         self._faded = _brush_array([QColor(78, 121, 167, FADED_ALPHA)])
@@ -164,16 +164,11 @@ class MapColours:
             self.scatter.set_brushes(self._brushes)
 
     def _start_clusters(self, k: int) -> None:
-        if self._cluster_worker is not None and self._cluster_worker.is_running():
-            args = self._cluster_worker.args
+        if self.cluster_task.busy:
+            args = self.cluster_task.worker.args
             if args[0] == self.info.embedding_id and args[2] == k:
                 return          # already on its way
-        worker = FunctionWorker(compute_clusters, self.info.embedding_id, self.info.vectors, k,
-                                thread_name="pretext-kmeans")
-        worker.result.connect(self._on_clusters)
-        worker.errored.connect(self._on_clusters_error)
-        self._cluster_worker = worker
-        worker.start()
+        self.cluster_task.start(compute_clusters, self.info.embedding_id, self.info.vectors, k)
 
     def _on_clusters(self, result) -> None:
         emb_id, k, labels = result

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSlider, QStyle,
 
 from engine.explore.map import Timeline, compute_timeline
 
+from ..tasks import Task
 from ..workers import FunctionWorker
 
 #: Slider positions between two timeline frames (the points glide from one to the next).
@@ -28,7 +29,7 @@ class MapTimeline:
         """The Timeline button (the view places it), the bar under the plot and its state."""
         self.timeline: Timeline | None = None    # compute_timeline's result for the shown run
         self.timeline_points = np.zeros(0, np.int64)   # map points (rows of info.ids) in the timeline
-        self._timeline_worker: FunctionWorker | None = None
+        self.timeline_task = Task(self, "pretext-timeline", done=self._on_timeline, error=self._on_timeline_error)
         self._timeline_run_id: int | None = None
         self._play_timer = QTimer(self)
         self._play_timer.setInterval(TIMELINE_TICK_MS)
@@ -58,6 +59,10 @@ class MapTimeline:
     @property
     def timeline_active(self) -> bool:
         return self.timeline_button.isChecked()
+
+    @property
+    def _timeline_worker(self) -> FunctionWorker | None:     # the main window cancels it when it closes
+        return self.timeline_task.worker
 
     def _reset_timeline(self, n_sets: int) -> None:
         self._play_timer.stop()
@@ -90,15 +95,11 @@ class MapTimeline:
         if self.timeline is not None and self.timeline.run_id == self.run_id:
             self._show_timeline()
             return
-        if self._timeline_worker is not None and self._timeline_worker.is_running():
+        if self.timeline_task.busy:
             return
         self._timeline_run_id = self.run_id
         self.status.setText("Aligning the timeline's frames…")
-        worker = FunctionWorker(compute_timeline, self.project, self.run_id, thread_name="pretext-timeline")
-        worker.result.connect(self._on_timeline)
-        worker.errored.connect(self._on_timeline_error)
-        self._timeline_worker = worker
-        worker.start()
+        self.timeline_task.start(compute_timeline, self.project, self.run_id)
 
     def _on_timeline(self, result: Timeline) -> None:
         if self.info is None or result.run_id != self.run_id:

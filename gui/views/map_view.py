@@ -40,7 +40,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListView, QListWidget, QListWidgetItem,
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListView, QListWidget, QListWidgetItem,
                                QProgressBar, QSplitter, QStackedWidget, QStyle, QToolButton, QVBoxLayout,
                                QWidget)
 
@@ -50,7 +50,9 @@ from ..images import thumbnail
 # PaletteScatter, LassoViewBox, MATCH_COLOUR and OTHER_COLOUR are still imported from this module.
 from ..scatter import PaletteScatter, ScatterHost, ScatterMap, projection_combo  # noqa: F401
 from ..theme import accent, is_dark
-from ..widgets import ElidedLabel, fill_run_combo, select_run_quietly
+from ..run_view import RunView
+from ..tasks import Task
+from ..widgets import ElidedLabel
 from ..workers import FunctionWorker
 from .map_colours import MATCH_COLOUR, OTHER_COLOUR, MapColours  # noqa: F401
 from .map_compare import MapCompare
@@ -61,7 +63,7 @@ N_NEIGHBOURS = 8
 NEIGHBOUR_THUMB = 64
 
 
-class MapView(MapColours, MapTimeline, MapSelection, MapCompare, ScatterHost, QWidget):
+class MapView(MapColours, MapTimeline, MapSelection, MapCompare, ScatterHost, RunView):
     """Scatter of a run's embeddings, with hover previews, neighbours, colourings, a lasso
     selection and an optional second map linked to it. This class wires the parts together
     and owns loading, the projection (PCA / UMAP), drawing and the neighbour panel; the
@@ -76,11 +78,11 @@ class MapView(MapColours, MapTimeline, MapSelection, MapCompare, ScatterHost, QW
     selection_changed = Signal(object)   # item ids (int64 array) of the lasso selection
     close_requested = Signal()           # a compact map's close button
 
+    no_runs_placeholder = "no finished runs yet"
+
     def __init__(self, parent: QWidget | None = None, compact: bool = False):
         super().__init__(parent)
         self.compact = compact
-        self.project = None
-        self.run_id: int | None = None
         self.info: MapData | None = None
         self.kind = ""                          # the projection on screen (self.coords: the points as drawn)
         self.selected_index: int | None = None
@@ -88,11 +90,23 @@ class MapView(MapColours, MapTimeline, MapSelection, MapCompare, ScatterHost, QW
         self.neighbour_sims: list[float] = []
         self.auto_umap = True
         self._hovered_item = -1
-        self._load_worker: FunctionWorker | None = None
         self._loading_run: int | None = None     # the run whose load result is awaited
-        self._umap_worker: FunctionWorker | None = None
+        # A newer load replaces the one on its way; UMAP runs one at a time.
+        self.load_task = Task(self, "pretext-map-load", done=self._on_loaded, error=self._on_load_error,
+                              supersede=True)
+        self.umap_task = Task(self, "pretext-umap", done=self._on_umap, error=self._on_umap_error,
+                              finished=self._on_umap_finished)
         self._umap_error = ""
         self._build()
+
+    # The workers the main window cancels when it closes.
+    @property
+    def _load_worker(self) -> FunctionWorker | None:
+        return self.load_task.worker
+
+    @property
+    def _umap_worker(self) -> FunctionWorker | None:
+        return self.umap_task.worker
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
@@ -100,10 +114,7 @@ class MapView(MapColours, MapTimeline, MapSelection, MapCompare, ScatterHost, QW
         margin = 0 if self.compact else 6
         root.setContentsMargins(margin, margin, margin, margin)
         bar = QHBoxLayout()
-        self.run_combo = QComboBox()
-        self.run_combo.setMinimumContentsLength(20)
-        self.run_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.run_combo.currentIndexChanged.connect(self._on_run_chosen)
+        self._make_run_combo(20)
         self.title = ElidedLabel("")             # the compact map's run name, in place of the picker
         font = self.title.font()
         font.setBold(True)
@@ -257,61 +268,39 @@ class MapView(MapColours, MapTimeline, MapSelection, MapCompare, ScatterHost, QW
     # ------------------------------------------------------------------ project
     def set_project(self, project) -> None:
         self.close_compare()
-        self.project = project
         self.info = None
-        self.run_id = None
         self._loading_run = None
         self._clusters.clear()
-        self.refresh()
+        super().set_project(project)
+
+    def runs_to_list(self, project) -> list:
+        return [r for r in reversed(project.runs()) if r.status == "finished"]
+
+    def follows_picker(self) -> bool:
+        return not self.compact and self.isVisible()     # the first map says which run the second shows
+
+    def show_no_runs(self) -> None:
+        self.pages.setCurrentIndex(0)
 
     def refresh(self) -> None:
         """Re-list the finished runs (keeps the current one)."""
-        current = self.run_combo.currentData()
-        # The same titles as every run picker ("#2 simclr on digits"), without emitting signals.
-        finished = [] if self.project is None else [r for r in reversed(self.project.runs())
-                                                    if r.status == "finished"]
-        fill_run_combo(self.run_combo, self.project, finished)
+        super().refresh()
         self.empty.setText(self._empty_text())
         has_runs = self.run_combo.count() > 0
-        self.run_combo.setPlaceholderText("no finished runs yet")
         for w in (self.run_combo, self.colour_combo, self.kind_combo):
             w.setEnabled(has_runs)
-        if not has_runs:
-            self.pages.setCurrentIndex(0)
-            return
-        if self.compact:          # the first map says which run this one shows
-            return
-        i = self.run_combo.findData(current) if current is not None else 0
-        self.run_combo.blockSignals(True)
-        self.run_combo.setCurrentIndex(max(i, 0))
-        self.run_combo.blockSignals(False)
-        if self.run_combo.currentData() != self.run_id and self.isVisible():
-            self._on_run_chosen()
-        self._fill_compare()
+        if has_runs and not self.compact:
+            self._fill_compare()
 
     def showEvent(self, ev) -> None:  # noqa: N802 - Qt naming
-        super().showEvent(ev)
         if self.compact:
-            return
-        self.refresh()
-        if self.run_combo.count() and self.run_combo.currentData() != self.run_id:
-            self._on_run_chosen()
-
-    def show_run(self, run_id: int) -> None:
-        """Show ``run_id``'s map (loads on a worker thread; ``map_ready`` says when)."""
-        self.refresh()
-        select_run_quietly(self.run_combo, run_id)
-        self._load(run_id)
-
-    def _on_run_chosen(self, *_):
-        run_id = self.run_combo.currentData()
-        if run_id is not None:
-            self._load(int(run_id))
+            QWidget.showEvent(self, ev)
+        else:
+            super().showEvent(ev)
 
     # ------------------------------------------------------------------ loading
-    def _load(self, run_id: int, force: bool = False) -> None:
-        if self.project is None:
-            return
+    def load_run(self, run_id: int, force: bool = False) -> None:
+        """Load ``run_id``'s map on a worker thread (``map_ready`` says when it is drawn)."""
         # Until its result has been handled, a load counts as on its way: the worker
         # thread ends a moment before its queued result reaches this thread.
         loading = self._loading_run == run_id
@@ -320,12 +309,8 @@ class MapView(MapColours, MapTimeline, MapSelection, MapCompare, ScatterHost, QW
         self.run_id = run_id
         self.info = None
         self.status.setText("Loading…")
-        worker = FunctionWorker(load_map_data, self.project, run_id, thread_name="pretext-map-load")
-        worker.result.connect(self._on_loaded)
-        worker.errored.connect(self._on_load_error)
-        self._load_worker = worker
         self._loading_run = run_id
-        worker.start()
+        self.load_task.start(load_map_data, self.project, run_id)
 
     def _on_load_error(self, message: str, details: str) -> None:
         self._loading_run = None
@@ -377,16 +362,11 @@ class MapView(MapColours, MapTimeline, MapSelection, MapCompare, ScatterHost, QW
     def start_umap(self) -> None:
         if self.info is None or self.project is None:
             return
-        if self._umap_worker is not None and self._umap_worker.is_running():
+        if self.umap_task.busy:
             return
         self._umap_error = ""
-        worker = FunctionWorker(compute_umap, self.project, self.info.embedding_id, thread_name="pretext-umap")
-        worker.result.connect(self._on_umap)
-        worker.errored.connect(self._on_umap_error)
-        worker.finished.connect(self._on_umap_finished)
-        self._umap_worker = worker
         self.umap_progress.setVisible(True)
-        worker.start()
+        self.umap_task.start(compute_umap, self.project, self.info.embedding_id)
         self._update_status()
 
     def _on_umap(self, result) -> None:
@@ -415,8 +395,7 @@ class MapView(MapColours, MapTimeline, MapSelection, MapCompare, ScatterHost, QW
         noun = {"sentences": "sentences", "words": "words"}.get(self.info.points, "items")
         text = (f"{self.kind.upper()} of {len(self.coords):,} {noun} · {self.info.vectors.shape[1]}-d "
                 f"{run.method} features")
-        busy = self._umap_worker is not None and self._umap_worker.is_running()
-        if busy:
+        if self.umap_task.busy:
             text += " · computing UMAP in the background (the first map of a session takes a while)…"
         elif self._umap_error and self.kind != "umap":
             text += f" · UMAP failed: {self._umap_error}"

@@ -27,7 +27,9 @@ from engine.explore.reconstructions import (ModelCache, Reconstructions, compute
                                             load_saved_pictures, reconstructs, redraws, slider_of, setting_of)
 
 from ..images import to_qimage
-from ..widgets import ElidedLabel, error_dialog, fill_run_combo
+from ..run_view import RunView
+from ..widgets import ElidedLabel, error_dialog
+from ..tasks import Task
 from ..workers import FunctionWorker
 
 DEBOUNCE_MS = 120
@@ -135,22 +137,24 @@ class PictureGrid(QWidget):
             p.drawText(QRect(0, y, self.width(), fm.height() * 3), int(Qt.TextFlag.TextWordWrap), self.message)
 
 
-class ReconstructionsView(QWidget):
+class ReconstructionsView(RunView):
     """Original / input / reconstruction rows for the runs of reconstructing methods."""
 
     #: new pictures are on screen: the request key (run, checkpoint, setting, seed)
     pictures_ready = Signal(object)
 
+    no_runs_placeholder = "no runs that reconstruct"
+    loads_when_hidden = True
+
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.project = None
-        self.run_id: int | None = None
         self.seed = 0
         self.result: Reconstructions | None = None
         self.last_error_box = None
         self._cache = ModelCache()
-        self._worker: FunctionWorker | None = None
-        self._pending = False
+        # One drawing at a time; a request made meanwhile is drawn next (the latest wins).
+        self.draw_task = Task(self, "pretext-reconstruct", done=self._on_result, error=self._on_error)
+        self._drawing: tuple | None = None       # the request being drawn (an error names it)
         self._error_shown_for = None
         self._artifacts: list = []
         self._live_status = ""
@@ -165,10 +169,7 @@ class ReconstructionsView(QWidget):
         root = QVBoxLayout(self)
         root.setContentsMargins(6, 6, 6, 6)
         bar = QHBoxLayout()
-        self.run_combo = QComboBox()
-        self.run_combo.setMinimumContentsLength(20)
-        self.run_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.run_combo.currentIndexChanged.connect(self._on_run_chosen)
+        self._make_run_combo(20)
         self.checkpoint_combo = QComboBox()
         self.checkpoint_combo.setToolTip("The saved weights to draw with (a run keeps its last checkpoints)")
         self.checkpoint_combo.currentIndexChanged.connect(lambda *_: self.schedule())
@@ -226,44 +227,31 @@ class ReconstructionsView(QWidget):
 
     # ------------------------------------------------------------------ project
     def set_project(self, project) -> None:
-        self.project = project
-        self.run_id = None
         self.result = None
         self._cache = ModelCache() if not self.busy else self._cache
-        self.refresh()
+        super().set_project(project)
 
-    def showEvent(self, ev) -> None:  # noqa: N802 - Qt naming
-        super().showEvent(ev)
-        self.refresh()
+    def runs_to_list(self, project) -> list:
+        return [r for r in reversed(project.runs()) if reconstructs(r.method) and r.status != "created"]
 
     def refresh(self) -> None:
-        """Re-list the runs that can draw reconstructions (keeps the current one)."""
-        runs = [] if self.project is None else [
-            r for r in reversed(self.project.runs()) if reconstructs(r.method) and r.status != "created"]
-        fill_run_combo(self.run_combo, self.project, runs, with_status=True)
-        self.run_combo.setPlaceholderText("no runs that reconstruct")
-        if not self.run_combo.count():
-            self.run_id = None
-            self.grid.set_rows([])
-            self.grid.set_message(self._empty_text())
-            self.saved_view.set_rows([])
-            self.saved_view.set_message(self._empty_text())
-            self._set_controls()
-            return
-        if self.run_combo.currentData() != self.run_id:
-            self._on_run_chosen()
-        else:
+        """Re-list the runs that can draw reconstructions (keeps the current one and, when it
+        stays, its chosen checkpoint: new ones may have been saved)."""
+        shown = self.run_id
+        super().refresh()
+        if self.run_combo.count() and self.run_id == shown:
             self._fill_checkpoints(keep=True)
 
-    def show_run(self, run_id: int) -> None:
-        self.refresh()
-        i = self.run_combo.findData(run_id)
-        if i >= 0:
-            self.run_combo.setCurrentIndex(i)
+    def show_no_runs(self) -> None:
+        self.run_id = None
+        self.grid.set_rows([])
+        self.grid.set_message(self._empty_text())
+        self.saved_view.set_rows([])
+        self.saved_view.set_message(self._empty_text())
+        self._set_controls()
 
-    def _on_run_chosen(self, *_):
-        run_id = self.run_combo.currentData()
-        if run_id is None:
+    def load_run(self, run_id: int) -> None:
+        if run_id == self.run_id:
             return
         self.run_id = int(run_id)
         run = self.project.run(self.run_id)
@@ -340,7 +328,11 @@ class ReconstructionsView(QWidget):
 
     @property
     def busy(self) -> bool:
-        return self._worker is not None and self._worker.is_running()
+        return self.draw_task.busy
+
+    @property
+    def _worker(self) -> FunctionWorker | None:
+        return self.draw_task.worker
 
     def current_request(self) -> tuple | None:
         ck = self.checkpoint_combo.currentData()
@@ -356,28 +348,14 @@ class ReconstructionsView(QWidget):
         if req is None:
             return
         if self.busy:
-            self._pending = True          # the latest request wins: computed when the worker is free
+            self.draw_task.when_free(self.recompute)   # asks again then: the controls may have moved on
             return
         if self.result is not None and self.result.key == req:
             return
-        self._pending = False
         if self.tabs.currentIndex() == 0:
             self.status.setText("Drawing…")
-        worker = FunctionWorker(compute_reconstructions, self.project, self._cache, *req,
-                                thread_name="pretext-reconstruct")
-        # A result or error for a project the view no longer shows is dropped: its run ids
-        # mean nothing in the new project (run 1 there may not exist, or be another run).
-        asked_of = self.project
-        worker.result.connect(lambda res: self._on_result(res) if self.project is asked_of else None)
-        worker.errored.connect(lambda m, d, r=req: self._on_error(r, m, d) if self.project is asked_of else None)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        worker.start()
-
-    def _on_finished(self) -> None:
-        if self._pending:
-            self._pending = False
-            self.recompute()
+        self._drawing = req
+        self.draw_task.start(compute_reconstructions, self.project, self._cache, *req)
 
     def _on_result(self, result: Reconstructions) -> None:
         self.result = result
@@ -392,7 +370,8 @@ class ReconstructionsView(QWidget):
             self.status.setText(self._live_status)
         self.pictures_ready.emit(result.key)
 
-    def _on_error(self, req, message: str, details: str) -> None:
+    def _on_error(self, message: str, details: str) -> None:
+        req = self._drawing
         self.status.setText(f"Cannot draw reconstructions: {message}")
         if self._error_shown_for != req[:2]:        # one dialog per checkpoint, not per slider move
             self._error_shown_for = req[:2]

@@ -32,7 +32,9 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QHBoxL
 from engine.explore.search import CaptionMatches, SearchHits, SessionHolder, label_sets, run_job, run_templates
 
 from ..images import thumbnail
-from ..widgets import ElidedLabel, error_dialog, fill_run_combo
+from ..run_view import RunView
+from ..widgets import ElidedLabel, error_dialog
+from ..tasks import Task
 from ..workers import FunctionWorker
 
 THUMB = 96
@@ -130,23 +132,25 @@ class ConfusionTable(QTableWidget):
         self.verticalHeader().setSectionResizeMode(mode)
 
 
-class SearchView(QWidget):
+class SearchView(RunView):
     """Text → images, image → captions and zero-shot classification with a CLIP run."""
 
     #: a job's result is on screen: its kind ("search", "describe", "zero_shot")
     result_shown = Signal(str)
 
+    no_runs_placeholder = "no CLIP runs"
+    loads_when_hidden = True
+
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.project = None
-        self.run_id: int | None = None
         self.hits: SearchHits | None = None           # the last text → images result
         self.described: CaptionMatches | None = None  # the last image → captions result
         self.zero_shot_result: dict | None = None
         self.last_error_box = None
         self._holder = SessionHolder()
-        self._worker: FunctionWorker | None = None
-        self._pending: dict[str, tuple] = {}     # kind → the latest request waiting for the worker
+        # One job at a time; the latest request of each kind waits for the worker.
+        self.job_task = Task(self, "pretext-search", done=self._on_result, error=self._on_error)
+        self._running_job: tuple | None = None    # what the worker does (an error names it)
         self._build()
 
     # ------------------------------------------------------------------ layout
@@ -154,11 +158,7 @@ class SearchView(QWidget):
         root = QVBoxLayout(self)
         root.setContentsMargins(6, 6, 6, 6)
         bar = QHBoxLayout()
-        self.run_combo = QComboBox()
-        self.run_combo.setMinimumContentsLength(22)
-        self.run_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.run_combo.setToolTip("A finished run of an image–text method (CLIP)")
-        self.run_combo.currentIndexChanged.connect(self._on_run_chosen)
+        self._make_run_combo(22).setToolTip("A finished run of an image–text method (CLIP)")
         self.dataset_combo = QComboBox()
         self.dataset_combo.setMinimumContentsLength(12)
         self.dataset_combo.setToolTip("The images to search and classify: the run's own data set or any "
@@ -336,43 +336,25 @@ class SearchView(QWidget):
 
     # ------------------------------------------------------------------ project and run
     def set_project(self, project) -> None:
-        self.project = project
-        self.run_id = None
         self._holder = SessionHolder()
-        self._pending.clear()
+        self.job_task.forget_waiting()
         self._clear_results()
-        self.refresh()
+        super().set_project(project)
 
-    def showEvent(self, ev) -> None:  # noqa: N802 - Qt naming
-        super().showEvent(ev)
-        self.refresh()
+    def runs_to_list(self, project) -> list:
+        return [r for r in reversed(project.runs()) if searches(r.method) and (
+                r.status == "finished" or (r.status != "running" and project.checkpoints(r.id)))]
 
-    def refresh(self) -> None:
-        """Re-list the searchable runs (keeps the current one)."""
-        runs = [] if self.project is None else [
-            r for r in reversed(self.project.runs()) if searches(r.method) and (
-                r.status == "finished" or (r.status != "running" and self.project.checkpoints(r.id)))]
-        fill_run_combo(self.run_combo, self.project, runs, with_status=True)
-        self.run_combo.setPlaceholderText("no CLIP runs")
-        if not self.run_combo.count():
-            self.run_id = None
-            self.dataset_combo.clear()
-            self._clear_results()
-            self.status.setText(self._empty_text())
-            self.results_label.setText(self._empty_text())
-            self._set_enabled()
-        elif self.run_combo.currentData() != self.run_id:
-            self._on_run_chosen()
+    def show_no_runs(self) -> None:
+        self.run_id = None
+        self.dataset_combo.clear()
+        self._clear_results()
+        self.status.setText(self._empty_text())
+        self.results_label.setText(self._empty_text())
+        self._set_enabled()
 
-    def show_run(self, run_id: int) -> None:
-        self.refresh()
-        i = self.run_combo.findData(run_id)
-        if i >= 0:
-            self.run_combo.setCurrentIndex(i)
-
-    def _on_run_chosen(self, *_) -> None:
-        run_id = self.run_combo.currentData()
-        if run_id is None or self.project is None:
+    def load_run(self, run_id: int) -> None:
+        if run_id == self.run_id:
             return
         self.run_id = int(run_id)
         run = self.project.run(self.run_id)
@@ -509,35 +491,31 @@ class SearchView(QWidget):
 
     @property
     def busy(self) -> bool:
-        return self._worker is not None and self._worker.is_running()
+        return self.job_task.busy
+
+    @property
+    def _worker(self) -> FunctionWorker | None:       # the main window cancels it when it closes
+        return self.job_task.worker
 
     def _submit(self, job: tuple) -> None:
         """Run ``job`` now, or when the worker is free (a newer request of its kind replaces it)."""
-        self._pending[job[0]] = job
-        if not self.busy:
-            self._start_next()
+        self.job_task.when_free(lambda: self._start(job), kind=job[0])
 
-    def _start_next(self) -> None:
-        if not self._pending or self.project is None:
-            return
-        kind = next(iter(self._pending))
-        job = self._pending.pop(kind)
+    def _start(self, job: tuple) -> None:
+        kind = job[0]
         self.status.setText({"search": f"Searching for “{job[3]}”…", "describe": f"Captioning item #{job[3]}…",
                              "zero_shot": "Classifying…"}[kind]
                             + (" (loading the model)" if self._holder.session is None and kind != "zero_shot"
                                else ""))
-        worker = FunctionWorker(run_job, self.project, self._holder, job, thread_name="pretext-search")
-        worker.result.connect(self._on_result)
-        worker.errored.connect(lambda m, d, j=job: self._on_error(j, m, d))
-        worker.finished.connect(self._start_next)
-        self._worker = worker
-        worker.start()
+        self._running_job = job
+        self.job_task.start(run_job, self.project, self._holder, job)
 
     def _current(self, job: tuple) -> bool:
         """Whether a finished job still matches what is chosen (the user may have moved on)."""
         return job[1] == self.run_id and job[2] == self.dataset_id()
 
-    def _on_error(self, job: tuple, message: str, details: str) -> None:
+    def _on_error(self, message: str, details: str) -> None:
+        job = self._running_job
         what = {"search": "search", "describe": "caption the image", "zero_shot": "classify"}[job[0]]
         self.status.setText(f"Cannot {what}: {message}")
         self.last_error_box = error_dialog(self, f"Cannot {what}", message, details)

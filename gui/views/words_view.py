@@ -40,8 +40,9 @@ from engine.text_eval import DEFAULT_SCORES, SCORE_MODES
 
 from ..scatter import ScatterHost, ScatterMap, projection_combo
 from ..theme import accent, error_colour, is_dark
-from ..widgets import ElidedLabel, fill_run_combo, select_run_quietly
-from ..workers import FunctionWorker
+from ..run_view import RunView
+from ..widgets import ElidedLabel
+from ..tasks import Task
 
 N_NEIGHBOURS = 12
 N_ANALOGY = 5
@@ -81,7 +82,7 @@ def bar_range(scores: list[float], baseline: float) -> tuple[float, float]:
     return lo, hi
 
 
-class WordsView(ScatterHost, QWidget):
+class WordsView(ScatterHost, RunView):
     """Neighbours, analogies, odd-one-out, a word map and fill-mask for text runs."""
 
     #: a run finished loading: its id
@@ -89,10 +90,10 @@ class WordsView(ScatterHost, QWidget):
     #: the word map was drawn: "pca" or "umap"
     map_ready = Signal(str)
 
+    no_runs_placeholder = "no finished text runs yet"
+
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.project = None
-        self.run_id: int | None = None
         self.info: WordsRun | None = None
         self.wv = None
         self.model = None
@@ -104,10 +105,16 @@ class WordsView(ScatterHost, QWidget):
         self.bar_span: tuple[float, float] = (0.0, 1.0)   # the scores the neighbour bars start and end at
         self.last_fill: list | None = None
         self._labels: list[pg.TextItem] = []
-        self._load_worker: FunctionWorker | None = None
         self._loading_run: int | None = None     # the run whose load result is awaited
-        self._umap_worker: FunctionWorker | None = None
-        self._fill_worker: FunctionWorker | None = None
+        # A newer load replaces the one on its way; UMAP and fill-mask run one at a time.
+        self.load_task = Task(self, "pretext-words-load", done=self._on_loaded, error=self._on_load_error,
+                              supersede=True)
+        self.umap_task = Task(self, "pretext-words-umap", done=self._on_umap,
+                              error=lambda m, _d: self.map_status.setText(f"UMAP failed: {m}"),
+                              finished=lambda: self.umap_progress.setVisible(False))
+        self.fill_task = Task(self, "pretext-fill-mask", done=self._on_filled,
+                              error=lambda m, _d: self._error(self.fill_note, m),
+                              finished=lambda: self.fill_button.setEnabled(self.model is not None))
         self._build()
         self._set_enabled(False)
 
@@ -116,11 +123,7 @@ class WordsView(ScatterHost, QWidget):
         root = QVBoxLayout(self)
         root.setContentsMargins(6, 6, 6, 6)
         bar = QHBoxLayout()
-        self.run_combo = QComboBox()
-        self.run_combo.setMinimumContentsLength(22)
-        self.run_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.run_combo.setToolTip("A finished text run (word2vec, masked language model)")
-        self.run_combo.currentIndexChanged.connect(self._on_run_chosen)
+        self._make_run_combo(22).setToolTip("A finished text run (word2vec, masked language model)")
         self.status = ElidedLabel("")
         self.scores_combo = QComboBox()
         for mode in ("centred", "abtt", "raw"):
@@ -323,46 +326,26 @@ class WordsView(ScatterHost, QWidget):
 
     # ------------------------------------------------------------------ project and runs
     def set_project(self, project) -> None:
-        self.project = project
-        self.run_id = None
         self._loading_run = None
         self.info = None
-        self.refresh()
+        super().set_project(project)
+
+    def runs_to_list(self, project) -> list:
+        return text_runs(project)
 
     def refresh(self) -> None:
         """Re-list the finished text runs (keeps the current one)."""
-        fill_run_combo(self.run_combo, self.project, text_runs(self.project) if self.project else [])
-        self.run_combo.setPlaceholderText("no finished text runs yet")
+        super().refresh()
         self.run_combo.setEnabled(self.run_combo.count() > 0)
-        if not self.run_combo.count():
-            self._clear()
-            self.status.setText("No finished text runs: import a text corpus in the Datasets view (e.g. "
-                                "Shapes captions) and train word2vec on it in the Train view."
-                                if self.project is not None else "Open a project to explore its text runs.")
-            return
-        if self.isVisible() and self.run_combo.currentData() != self.run_id:
-            self._on_run_chosen()
 
-    def showEvent(self, ev) -> None:  # noqa: N802 - Qt naming
-        super().showEvent(ev)
-        self.refresh()
-        if self.run_combo.count() and self.run_combo.currentData() != self.run_id:
-            self._on_run_chosen()
+    def show_no_runs(self) -> None:
+        self._clear()
+        self.status.setText("No finished text runs: import a text corpus in the Datasets view (e.g. "
+                            "Shapes captions) and train word2vec on it in the Train view."
+                            if self.project is not None else "Open a project to explore its text runs.")
 
-    def show_run(self, run_id: int) -> None:
-        """Load and show text run ``run_id`` (on a worker thread; ``run_loaded`` says when)."""
-        self.refresh()
-        select_run_quietly(self.run_combo, run_id)
-        self._load(run_id)
-
-    def _on_run_chosen(self, *_):
-        run_id = self.run_combo.currentData()
-        if run_id is not None:
-            self._load(int(run_id))
-
-    def _load(self, run_id: int) -> None:
-        if self.project is None:
-            return
+    def load_run(self, run_id: int) -> None:
+        """Load text run ``run_id`` on a worker thread (``run_loaded`` says when)."""
         # Until its result has been handled, a load counts as on its way: the worker
         # thread ends a moment before its queued result reaches this thread.
         loading = self._loading_run == run_id
@@ -371,12 +354,8 @@ class WordsView(ScatterHost, QWidget):
         self.run_id = run_id
         self._clear()
         self.status.setText(f"Loading run #{run_id}…")
-        worker = FunctionWorker(load_words_run, self.project, run_id, thread_name="pretext-words-load")
-        worker.result.connect(self._on_loaded)
-        worker.errored.connect(self._on_load_error)
-        self._load_worker = worker
         self._loading_run = run_id
-        worker.start()
+        self.load_task.start(load_words_run, self.project, run_id)
 
     def _clear(self) -> None:
         self.info, self.wv, self.model = None, None, None
@@ -573,16 +552,11 @@ class WordsView(ScatterHost, QWidget):
             self._error(self.fill_note, "Put [MASK] where a word is missing.")
             return
         text = text.replace("[mask]", "[MASK]")
-        if self._fill_worker is not None and self._fill_worker.is_running():
+        if self.fill_task.busy:
             return
         self.fill_note.setText("Thinking…")
         self.fill_button.setEnabled(False)
-        worker = FunctionWorker(fill_mask, self.model, text, 5, thread_name="pretext-fill-mask")
-        worker.result.connect(self._on_filled)
-        worker.errored.connect(lambda m, _d: self._error(self.fill_note, m))
-        worker.finished.connect(lambda: self.fill_button.setEnabled(self.model is not None))
-        self._fill_worker = worker
-        worker.start()
+        self.fill_task.start(fill_mask, self.model, text, 5)
 
     def _on_filled(self, result) -> None:
         self.last_fill = result
@@ -615,17 +589,11 @@ class WordsView(ScatterHost, QWidget):
         """Compute (and store) the UMAP map of the run's words in the background."""
         if self.info is None or self.info.map is None:
             return
-        if self._umap_worker is not None and self._umap_worker.is_running():
+        if self.umap_task.busy:
             return
-        worker = FunctionWorker(compute_umap, self.project, self.info.map.embedding_id,
-                                thread_name="pretext-words-umap")
-        worker.result.connect(self._on_umap)
-        worker.errored.connect(lambda m, _d: self.map_status.setText(f"UMAP failed: {m}"))
-        worker.finished.connect(lambda: self.umap_progress.setVisible(False))
-        self._umap_worker = worker
         self.umap_progress.setVisible(True)
         self.map_status.setText("Computing UMAP in the background (the first map of a session takes a while)…")
-        worker.start()
+        self.umap_task.start(compute_umap, self.project, self.info.map.embedding_id)
 
     def _on_umap(self, result) -> None:
         emb_id, proj_id, coords = result
@@ -735,5 +703,7 @@ class WordsView(ScatterHost, QWidget):
 
     # ------------------------------------------------------------------ closing
     def workers(self) -> list:
-        return [w for w in (self._load_worker, self._umap_worker, self._fill_worker) if w is not None]
+        """The workers the main window cancels when it closes."""
+        tasks = (self.load_task, self.umap_task, self.fill_task)
+        return [t.worker for t in tasks if t.worker is not None]
 
