@@ -20,20 +20,14 @@ disabled with a tooltip saying why.
 """
 from __future__ import annotations
 
-import importlib.metadata
 import os
-import platform
-import sys
-import threading
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QSettings, QSize, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QIcon, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QAbstractButton, QApplication, QDialog, QDialogButtonBox, QFileDialog,
-                               QFrame, QHBoxLayout, QHeaderView, QLabel, QListWidget, QListWidgetItem,
-                               QMainWindow, QMessageBox, QPlainTextEdit, QProgressBar,
-                               QStackedWidget, QStyle, QStyledItemDelegate, QTableWidget, QTableWidgetItem,
-                               QVBoxLayout, QWidget)
+from PySide6.QtCore import QSettings, QSize, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QShortcut
+from PySide6.QtWidgets import (QAbstractButton, QFileDialog, QHBoxLayout, QLabel, QListWidget,
+                               QListWidgetItem, QMainWindow, QMessageBox, QStackedWidget, QStyle,
+                               QStyledItemDelegate, QVBoxLayout, QWidget)
 
 from .views.compare_view import CompareView
 from .views.datasets_view import DatasetsView
@@ -43,12 +37,13 @@ from .views.reconstructions_view import ReconstructionsView
 from .views.train_view import TrainView
 from .views.search_view import SearchView
 from .views.words_view import WordsView
+from .banners import OpeningBanner, ReadOnlyBanner
+from .help import ShortcutsDialog, VersionsDialog, described_by_a_widget, menu_text, open_url, versions_text
+from .runs_watcher import RunsWatcher
 from .widgets import read_only_note, show_read_only
 from .workers import FunctionWorker
 
 MAX_RECENT = 8
-#: How often (seconds) the window looks for runs changed by another process (the CLI, torchrun).
-RUNS_POLL_S = 3.0
 #: The user guide, beside the code.
 GUIDE_PATH = Path(__file__).resolve().parents[1] / "docs" / "guide.md"
 #: Ctrl+<digit> opens the view at that place in the sidebar (nine at most).
@@ -126,67 +121,6 @@ def load_engine(progress=None) -> str:
     return describe_device()
 
 
-def runs_signature(project) -> tuple:
-    """What changes when a run is added, deleted or changes status, or a live run is evaluated
-    (read on a worker thread every few seconds)."""
-    runs = project.runs()
-    live = tuple(len(project.metrics(r.id, name="knn")) for r in runs if r.status in ("running", "paused"))
-    return tuple((r.id, r.status) for r in runs) + live
-
-
-def versions_text(device_text: str) -> str:
-    """Python, torch, CUDA, PySide6, pyqtgraph, numpy and the device, one per line (to paste
-    into a bug report). Reads torch's details only once torch is loaded (never imports it)."""
-    def version(dist: str) -> str:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
-    from engine import __version__
-    torch = sys.modules.get("torch")
-    if torch is None:
-        cuda = "not known yet (torch is still loading)"
-    elif torch.cuda.is_available():
-        cuda = f"{torch.version.cuda} ({torch.cuda.device_count()} GPU: {torch.cuda.get_device_name(0)})"
-    else:
-        cuda = "none" + (f" (torch built for CUDA {torch.version.cuda}, no GPU visible)" if torch.version.cuda else "")
-    import PySide6
-    lines = [f"Pretext {__version__}",
-             f"Python {platform.python_version()} ({sys.executable})",
-             f"torch {version('torch')}",
-             f"CUDA {cuda}",
-             f"PySide6 {PySide6.__version__} (Qt {PySide6.QtCore.qVersion()})",
-             f"pyqtgraph {version('pyqtgraph')}",
-             f"numpy {version('numpy')}",
-             f"Device in use: {device_text or 'not known yet'}",
-             f"System: {platform.platform()}"]
-    return "\n".join(lines)
-
-
-def open_url(url: QUrl) -> bool:
-    """Open ``url`` with the desktop's handler (a function, so tests can replace it)."""
-    return QDesktopServices.openUrl(url)
-
-
-def _plain(text: str) -> str:
-    """A menu text without its mnemonic ampersands and trailing dots."""
-    return text.replace("&&", "\0").replace("&", "").replace("\0", "&").rstrip("…").strip()
-
-
-def _described_by_a_widget(view: QWidget, keys: str) -> str:
-    """What a shortcut without a description does, from the widget whose tooltip or placeholder
-    names its keys (a button's text, else the hint's first words)."""
-    from PySide6.QtWidgets import QLineEdit
-    for w in view.findChildren(QWidget):
-        hint = w.toolTip() + " " + (w.placeholderText() if isinstance(w, QLineEdit) else "")
-        if keys in hint:
-            if isinstance(w, QAbstractButton) and w.text():
-                return _plain(w.text())
-            return hint.strip().split(" (")[0].split(" —")[0].split(", e.g.")[0]
-    return "a shortcut of this view"
-
-
 class SidebarDelegate(QStyledItemDelegate):
     """Draws a sidebar item with its shortcut (e.g. "Ctrl+3") dimmed on its right."""
 
@@ -203,182 +137,6 @@ class SidebarDelegate(QStyledItemDelegate):
         painter.drawText(option.rect.adjusted(0, 0, -6, 0),
                          int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter), keys)
         painter.restore()
-
-
-class OpeningBanner(QFrame):
-    """A strip at the top of the window while a project opens: which file, a busy bar,
-    and what is happening now ("checking the file…", "loading torch…")."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setObjectName("openingBanner")
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(10, 6, 10, 6)
-        self.busy = QProgressBar()
-        self.busy.setRange(0, 0)
-        self.busy.setFixedWidth(120)
-        self.busy.setTextVisible(False)
-        self.title = QLabel()
-        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.step = QLabel()
-        lay.addWidget(self.busy)
-        lay.addWidget(self.title, 1)
-        lay.addWidget(self.step)
-        self.setVisible(False)
-
-    def show_opening(self, path: Path, what: str = "Opening") -> None:
-        self.title.setText(f"<b>{what} {path.name}</b> &nbsp; <span style='color:gray'>{path}</span>")
-        self.step.setText("")
-        self.setVisible(True)
-
-    def set_step(self, text: str) -> None:
-        self.step.setText(text)
-
-
-class ReadOnlyBanner(QFrame):
-    """A strip at the top of the window while the open project is read-only: which file,
-    why it cannot be written, and that nothing will be saved."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setObjectName("readOnlyBanner")
-        # A warning strip that reads the same in light and dark themes.
-        self.setStyleSheet("#readOnlyBanner { background: #fff3c4; border-bottom: 1px solid #d8b74a; }"
-                           "#readOnlyBanner QLabel { color: #3d3100; }")
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(10, 5, 10, 5)
-        icon = QLabel()
-        icon.setPixmap(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning).pixmap(18, 18))
-        self.text = QLabel()
-        self.text.setWordWrap(True)
-        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        lay.addWidget(icon, 0, Qt.AlignmentFlag.AlignTop)
-        lay.addWidget(self.text, 1)
-        self.setVisible(False)
-
-    def show_project(self, project) -> None:
-        """Show the banner for ``project`` when it is read-only; hide it otherwise."""
-        if project is None or not project.read_only:
-            self.text.clear()
-            self.setVisible(False)
-            return
-        self.text.setText(f"<b>Read-only: {project.path.name}</b> — {project.read_only_reason}. "
-                          "You can look at everything, but nothing will be saved: training, resuming, "
-                          "importing data sets, new UMAP maps and zero-shot results are off. "
-                          f"<span style='color:#6b5a1e'>{project.path}</span>")
-        self.setVisible(True)
-
-
-class RunsWatcher(QObject):
-    """Notices runs that another process (the CLI, torchrun) starts, ends or evaluates.
-
-    One daemon thread reads :func:`runs_signature` every few seconds and hands it to the GUI
-    thread (a queued signal); ``changed`` is emitted when it differs from the last one. The
-    GUI thread neither reads the runs nor starts a thread for this. Keep it without a Qt
-    parent: its thread holds a reference, so the object outlives any last emission."""
-
-    changed = Signal()
-    _read = Signal(object, object)        # (project, signature), from the watching thread
-
-    def __init__(self, interval_s: float = RUNS_POLL_S):
-        super().__init__()
-        self.interval_s = interval_s
-        self.project = None
-        self._signature = None
-        self._quiet = False
-        self._wake = threading.Event()
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._read.connect(self._on_signature)
-
-    def watch(self, project) -> None:
-        """Follow ``project`` (None: nothing); its first signature is the baseline."""
-        self.project, self._signature = project, None
-        if project is not None and self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="pretext-runs-watch", daemon=True)
-            self._thread.start()
-        self._wake.set()
-
-    def rebaseline(self) -> None:
-        """A change the window already knows about (its own run): take the next signature as
-        the new baseline without emitting ``changed`` for it again."""
-        self._quiet = True
-        self._wake.set()
-
-    def stop(self) -> None:
-        self.project = None
-        self._stopped.set()
-        self._wake.set()
-
-    def is_running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def _loop(self) -> None:     # on the watching thread
-        while not self._stopped.is_set():
-            self._wake.wait(self.interval_s)
-            self._wake.clear()
-            project = self.project
-            if project is None or self._stopped.is_set():
-                continue
-            try:
-                signature = runs_signature(project)
-            except Exception:  # noqa: BLE001 - closed or gone meanwhile: the next action says so
-                continue
-            self._read.emit(project, signature)
-
-    def _on_signature(self, project, signature: tuple) -> None:
-        if project is not self.project:
-            return
-        if self._signature is not None and signature != self._signature and not self._quiet:
-            self.changed.emit()
-        self._signature, self._quiet = signature, False
-
-
-class ShortcutsDialog(QDialog):
-    """Every keyboard shortcut of the window, read from its actions, buttons and shortcuts."""
-
-    def __init__(self, rows: list[tuple[str, str, str]], parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setWindowTitle("Keyboard shortcuts")
-        lay = QVBoxLayout(self)
-        self.table = QTableWidget(len(rows), 3)
-        self.table.setHorizontalHeaderLabels(("Where", "What", "Keys"))
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.table.setAlternatingRowColors(True)
-        for r, row in enumerate(rows):
-            for c, text in enumerate(row):
-                self.table.setItem(r, c, QTableWidgetItem(text))
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        lay.addWidget(self.table)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.reject)
-        lay.addWidget(buttons)
-        self.resize(580, 680)
-
-    def rows(self) -> list[tuple[str, str, str]]:
-        return [tuple(self.table.item(r, c).text() for c in range(3)) for r in range(self.table.rowCount())]
-
-
-class VersionsDialog(QDialog):
-    """The versions and the device, selectable, with a Copy button."""
-
-    def __init__(self, text: str, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setWindowTitle("Versions and device")
-        lay = QVBoxLayout(self)
-        self.text = QPlainTextEdit(text)
-        self.text.setReadOnly(True)
-        lay.addWidget(self.text)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        self.copy_button = buttons.addButton("Copy", QDialogButtonBox.ButtonRole.ActionRole)
-        self.copy_button.clicked.connect(lambda: QApplication.clipboard().setText(self.text.toPlainText()))
-        buttons.rejected.connect(self.reject)
-        lay.addWidget(buttons)
-        self.resize(620, 300)
 
 
 class MainWindow(QMainWindow):
@@ -866,17 +624,17 @@ class MainWindow(QMainWindow):
             menu = menu_action.menu()
             for a in (menu.actions() if menu is not None else []):
                 if keys_of(a.shortcuts()):
-                    rows.append((_plain(menu_action.text()), _plain(a.text()), keys_of(a.shortcuts())))
+                    rows.append((menu_text(menu_action.text()), menu_text(a.text()), keys_of(a.shortcuts())))
         for row, (key, view) in enumerate(self._views.items()):
             title = self.sidebar.item(row).text()
             for b in view.findChildren(QAbstractButton):
                 if not b.shortcut().isEmpty():
-                    what = _plain(b.text()) or b.toolTip().split(".")[0].split("(")[0].strip()
+                    what = menu_text(b.text()) or b.toolTip().split(".")[0].split("(")[0].strip()
                     rows.append((title, what, keys_of([b.shortcut()])))
             for s in view.findChildren(QShortcut):
                 keys = keys_of([s.key()])
                 if keys:
-                    rows.append((title, s.whatsThis() or _described_by_a_widget(view, keys), keys))
+                    rows.append((title, s.whatsThis() or described_by_a_widget(view, keys), keys))
         return rows
 
     def show_shortcuts(self) -> ShortcutsDialog:
