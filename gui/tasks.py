@@ -34,11 +34,17 @@ class Task:
         self.done, self.error, self.progress, self.finished = done, error, progress, finished
         self.supersede = supersede
         self.worker: FunctionWorker | None = None
+        self._outcome_due = False       # the current worker's outcome has not been delivered yet
         self._waiting: dict[Any, tuple[Any, Callable[[], None]]] = {}   # kind → (project, request)
 
     @property
     def busy(self) -> bool:
         return self.worker is not None and self.worker.is_running()
+
+    def awaits(self, *args: Any) -> bool:
+        """Whether the task started with ``args`` is the current one and its outcome is still to
+        come (its thread may already have ended: the outcome is a queued call on its way)."""
+        return self._outcome_due and self.worker is not None and self.worker.args == args
 
     def start(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> FunctionWorker:
         """Run ``fn(*args, **kwargs)`` on a worker thread now."""
@@ -57,8 +63,9 @@ class Task:
         if self.progress is not None:
             worker.progress.connect(lambda fraction, message: self.progress(fraction, message)
                                     if wanted() else None)
-        worker.finished.connect(self._on_finished)
+        worker.finished.connect(lambda: self._on_finished(worker))
         self.worker = worker
+        self._outcome_due = True
         worker.start()
         return worker
 
@@ -79,7 +86,10 @@ class Task:
         if self.worker is not None and self.worker.is_running():
             self.worker.cancel()
 
-    def _on_finished(self) -> None:
+    def _on_finished(self, worker: FunctionWorker) -> None:
+        # ``finished`` comes after the outcome: from now on nothing more arrives from this worker.
+        if worker is self.worker:
+            self._outcome_due = False
         if self.finished is not None:
             self.finished()
         while self._waiting and not self.busy:

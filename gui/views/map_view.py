@@ -90,7 +90,6 @@ class MapView(MapColours, MapTimeline, MapSelection, MapCompare, ScatterHost, Ru
         self.neighbour_sims: list[float] = []
         self.auto_umap = True
         self._hovered_item = -1
-        self._loading_run: int | None = None     # the run whose load result is awaited
         # A newer load replaces the one on its way; UMAP runs one at a time.
         self.load_task = Task(self, "pretext-map-load", done=self._on_loaded, error=self._on_load_error,
                               supersede=True)
@@ -269,7 +268,6 @@ class MapView(MapColours, MapTimeline, MapSelection, MapCompare, ScatterHost, Ru
     def set_project(self, project) -> None:
         self.close_compare()
         self.info = None
-        self._loading_run = None
         self._clusters.clear()
         super().set_project(project)
 
@@ -301,24 +299,18 @@ class MapView(MapColours, MapTimeline, MapSelection, MapCompare, ScatterHost, Ru
     # ------------------------------------------------------------------ loading
     def load_run(self, run_id: int, force: bool = False) -> None:
         """Load ``run_id``'s map on a worker thread (``map_ready`` says when it is drawn)."""
-        # Until its result has been handled, a load counts as on its way: the worker
-        # thread ends a moment before its queued result reaches this thread.
-        loading = self._loading_run == run_id
+        loading = self.load_task.awaits(self.project, run_id)
         if run_id == self.run_id and not force and (loading or self.info is not None):
             return   # already shown or on its way
         self.run_id = run_id
         self.info = None
         self.status.setText("Loading…")
-        self._loading_run = run_id
         self.load_task.start(load_map_data, self.project, run_id)
 
     def _on_load_error(self, message: str, details: str) -> None:
-        self._loading_run = None
         self.status.setText(f"Could not load the map: {message}")
 
     def _on_loaded(self, info: MapData) -> None:
-        if info.run_id == self._loading_run:
-            self._loading_run = None
         if info.run_id != self.run_id:
             return  # the user picked another run meanwhile
         self.info = info

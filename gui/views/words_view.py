@@ -105,7 +105,6 @@ class WordsView(ScatterHost, RunView):
         self.bar_span: tuple[float, float] = (0.0, 1.0)   # the scores the neighbour bars start and end at
         self.last_fill: list | None = None
         self._labels: list[pg.TextItem] = []
-        self._loading_run: int | None = None     # the run whose load result is awaited
         # A newer load replaces the one on its way; UMAP and fill-mask run one at a time.
         self.load_task = Task(self, "pretext-words-load", done=self._on_loaded, error=self._on_load_error,
                               supersede=True)
@@ -326,7 +325,6 @@ class WordsView(ScatterHost, RunView):
 
     # ------------------------------------------------------------------ project and runs
     def set_project(self, project) -> None:
-        self._loading_run = None
         self.info = None
         super().set_project(project)
 
@@ -346,15 +344,12 @@ class WordsView(ScatterHost, RunView):
 
     def load_run(self, run_id: int) -> None:
         """Load text run ``run_id`` on a worker thread (``run_loaded`` says when)."""
-        # Until its result has been handled, a load counts as on its way: the worker
-        # thread ends a moment before its queued result reaches this thread.
-        loading = self._loading_run == run_id
+        loading = self.load_task.awaits(self.project, run_id)
         if run_id == self.run_id and (loading or self.info is not None):
             return
         self.run_id = run_id
         self._clear()
         self.status.setText(f"Loading run #{run_id}…")
-        self._loading_run = run_id
         self.load_task.start(load_words_run, self.project, run_id)
 
     def _clear(self) -> None:
@@ -379,12 +374,9 @@ class WordsView(ScatterHost, RunView):
         self.hide_hover()
 
     def _on_load_error(self, message: str, details: str) -> None:
-        self._loading_run = None
         self.status.setText(f"Could not load the run: {message}")
 
     def _on_loaded(self, info: WordsRun) -> None:
-        if info.run_id == self._loading_run:
-            self._loading_run = None
         if info.run_id != self.run_id:
             return            # another run was picked meanwhile
         self.info = info
