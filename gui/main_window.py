@@ -2,8 +2,8 @@
 
 Views are added with :meth:`MainWindow.add_view`, so later views (Datasets,
 Reconstructions, Words, Search, Compare) plug in the same way as Project,
-Train and Map. A view may define ``set_project(project)``; it is called for
-every view when a project is opened. Ctrl+1, Ctrl+2, … follow the sidebar's
+Train and Map. Every view has ``set_project(project)`` (the run views get it from
+gui/run_view.py's RunView); it is called for every view when a project is opened. Ctrl+1, Ctrl+2, … follow the sidebar's
 order, and every sidebar item shows its shortcut.
 
 Opening a project happens in two steps on worker threads, so the window never
@@ -246,6 +246,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ views
     def add_view(self, key: str, title: str, widget: QWidget, icon: QIcon | None = None) -> None:
+        """Add ``widget`` (a view: it has ``set_project(project)``) to the sidebar and the stack."""
         item = QListWidgetItem(icon or QIcon(), title)
         item.setData(Qt.ItemDataRole.UserRole, key)
         item.setSizeHint(QSize(140, 36))
@@ -256,7 +257,7 @@ class MainWindow(QMainWindow):
         if keys:
             item.setData(SHORTCUT_ROLE, keys)
             item.setToolTip(f"{title} ({keys})")
-        if self.project is not None and hasattr(widget, "set_project"):
+        if self.project is not None:
             widget.set_project(self.project)
 
     def view_shortcut(self, key: str) -> str:
@@ -461,8 +462,7 @@ class MainWindow(QMainWindow):
             self.device_text = device_text
         self._show_read_only(project)
         for widget in self._views.values():
-            if hasattr(widget, "set_project"):
-                widget.set_project(project)
+            widget.set_project(project)
         if old is not None and old is not project:
             old.close()
         self.runs_watcher.watch(project)
