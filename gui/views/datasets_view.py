@@ -23,14 +23,14 @@ import html
 from collections import OrderedDict
 
 import numpy as np
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QFontMetrics, QKeySequence, QPainter, QShortcut
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QSize, Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListView, QMenu, QMessageBox, QPushButton,
-                               QSizePolicy, QSplitter, QStackedWidget, QTabWidget, QTextBrowser, QVBoxLayout,
-                               QWidget)
+                               QSplitter, QStackedWidget, QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
 
-from ..images import thumbnail, to_qimage
+from ..images import thumbnail
 from ..import_flow import ImportingView
+from ..picture_grid import PictureGrid
 from ..widgets import ElidedLabel, read_only_note, show_read_only
 from ..workers import FunctionWorker
 
@@ -156,75 +156,6 @@ class SentenceModel(QAbstractListModel):
         if role == self.ItemRole:
             return i
         return None
-
-
-# ---------------------------------------------------------------------------------- image rows
-
-
-class ImageGrid(QWidget):
-    """Rows of same-size images with a title per row, drawn as large as the widget allows.
-
-    ``set_rows([("original", imgs), ("view 1", imgs), ...])`` with uint8 (n, H, W, C)
-    arrays; when there are more images than ``columns``, they wrap into bands.
-    Small images are enlarged with nearest-neighbour sampling so pixels stay crisp.
-    """
-
-    def __init__(self, parent=None, columns: int = 8):
-        super().__init__(parent)
-        self.columns = columns
-        self.rows: list[tuple[str, np.ndarray]] = []
-        self._images: list[list] = []
-        self.message = ""
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setMinimumSize(200, 120)
-
-    def set_rows(self, rows: list[tuple[str, np.ndarray]]) -> None:
-        self.rows = [(t, np.asarray(a)) for t, a in rows]
-        self._images = [[to_qimage(img) for img in a] for _, a in self.rows]
-        self.message = ""
-        self.update()
-
-    def set_message(self, text: str) -> None:
-        self.message = text
-        self.update()
-
-    def n_images(self) -> int:
-        return max((len(a) for _, a in self.rows), default=0)
-
-    def paintEvent(self, ev) -> None:  # noqa: N802 - Qt naming
-        p = QPainter(self)
-        pal = self.palette()
-        p.setPen(pal.color(pal.ColorRole.WindowText))
-        if not self.rows or not self.n_images():
-            p.drawText(self.rect(), int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), self.message)
-            return
-        fm = QFontMetrics(self.font())
-        label_w = max(fm.horizontalAdvance(t) for t, _ in self.rows) + 10
-        n = self.n_images()
-        cols = min(self.columns, n)
-        bands = -(-n // cols)
-        h0, w0 = self.rows[0][1].shape[1:3]
-        gap, band_gap = 3, 10
-        lines = len(self.rows) * bands
-        cell_w = (self.width() - label_w - gap * cols) / cols
-        cell_h = (self.height() - fm.height() - band_gap * (bands - 1) - gap * lines) / lines
-        scale = max(1.0, min(cell_w / w0, cell_h / h0))
-        if scale >= 4:
-            scale = float(int(scale))      # tiny images: whole factors, every source pixel an even block
-        w, h = int(w0 * scale), int(h0 * scale)
-        y = fm.height() // 2
-        for b in range(bands):
-            for r, (title, _) in enumerate(self.rows):
-                p.drawText(QRect(0, y, label_w - 6, h), int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter),
-                           title)
-                for c in range(cols):
-                    k = b * cols + c
-                    if k < len(self._images[r]):
-                        p.drawImage(QRect(label_w + c * (w + gap), y, w, h), self._images[r][k])
-                y += h + gap
-            y += band_gap
-        if self.message:
-            p.drawText(QRect(0, y, self.width(), fm.height() * 3), int(Qt.TextFlag.TextWordWrap), self.message)
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -363,7 +294,7 @@ class DatasetsView(QWidget, ImportingView):
         row.addWidget(self.method_combo, 1)
         row.addWidget(self.reroll_button)
         pv.addLayout(row)
-        self.preview_grid = ImageGrid(columns=4)
+        self.preview_grid = PictureGrid()
         pv.addWidget(self.preview_grid, 1)
         self.views_label = QLabel()
         self.views_label.setWordWrap(True)
