@@ -581,6 +581,17 @@ class Project:
             except DBAPIError as e:
                 raise ProjectError(self.path, f"cannot be written ({e.orig})") from e
 
+    def _run_row(self, s: Session, run_id: int) -> Run:
+        """The run's row in session ``s``, or "no run N" (ProjectError)."""
+        r = s.get(Run, run_id)
+        if r is None:
+            raise self._missing("run", run_id)
+        return r
+
+    def _busy(self, r: Run, holder: ownership.Owner) -> RunBusyError:
+        """The refusal naming the live process ``holder`` that trains run ``r``."""
+        return RunBusyError(self.path, r.id, holder, ownership.heartbeat_age(r.heartbeat_at))
+
     def _missing(self, what: str, key: object) -> ProjectError:
         return ProjectError(self.path, f"has no {what} {key!r}")
 
@@ -641,9 +652,8 @@ class Project:
         :class:`RunBusyError` while a live process trains one of its runs."""
         with self._writing() as s:
             for r in s.scalars(select(Run).where(Run.dataset_id == dataset_id, Run.owner_pid.is_not(None))):
-                holder = _owner_of(r)
-                if ownership.is_alive(holder, r.heartbeat_at):
-                    raise RunBusyError(self.path, r.id, holder, ownership.heartbeat_age(r.heartbeat_at))
+                if (holder := _live_owner(r)) is not None:
+                    raise self._busy(r, holder)
             if s.execute(delete(Dataset).where(Dataset.id == dataset_id)).rowcount == 0:
                 raise self._missing("dataset", dataset_id)
 
@@ -679,13 +689,10 @@ class Project:
         if config is not None:
             _check_json(self.path, config)
         with self._writing() as s:
-            r = s.get(Run, run_id)
-            if r is None:
-                raise self._missing("run", run_id)
-            holder = _owner_of(r)
-            if (status is not None or config is not None) and holder is not None and \
-                    holder != ownership.this_process() and ownership.is_alive(holder, r.heartbeat_at):
-                raise RunBusyError(self.path, run_id, holder, ownership.heartbeat_age(r.heartbeat_at))
+            r = self._run_row(s, run_id)
+            holder = _live_owner(r)
+            if (status is not None or config is not None) and holder not in (None, ownership.this_process()):
+                raise self._busy(r, holder)
             for field, value in changes.items():
                 if value is not None:
                     setattr(r, field, value)
@@ -699,9 +706,7 @@ class Project:
 
     def run(self, run_id: int) -> RunRecord:
         with self._reading() as s:
-            r = s.get(Run, run_id)
-            if r is None:
-                raise self._missing("run", run_id)
+            r = self._run_row(s, run_id)
             return _run_record(r)
 
     def delete_run(self, run_id: int) -> None:
@@ -709,12 +714,9 @@ class Project:
         Runs forked from it keep going, with no parent. A run a live process is
         training is refused with :class:`RunBusyError`, which names the process."""
         with self._writing() as s:
-            r = s.get(Run, run_id)
-            if r is None:
-                raise self._missing("run", run_id)
-            holder = _owner_of(r)
-            if ownership.is_alive(holder, r.heartbeat_at):
-                raise RunBusyError(self.path, run_id, holder, ownership.heartbeat_age(r.heartbeat_at))
+            r = self._run_row(s, run_id)
+            if (holder := _live_owner(r)) is not None:
+                raise self._busy(r, holder)
             s.execute(delete(Run).where(Run.id == run_id))
 
     # run ownership: which process trains a run (see ownership.py)
@@ -730,17 +732,14 @@ class Project:
         me = ownership.this_process()
         key = (str(self.path.resolve()), run_id)
         with self._writing() as s:
-            r = s.get(Run, run_id)
-            if r is None:
-                raise self._missing("run", run_id)
-            holder = _owner_of(r)
-            if ownership.is_alive(holder, r.heartbeat_at):
+            r = self._run_row(s, run_id)
+            if (holder := _live_owner(r)) is not None:
                 # This very process may hold it too (the app trains in a thread):
                 # refused while one of its trainers has it, taken back otherwise.
                 with _HELD_LOCK:
                     held_here = key in _HELD
                 if holder != me or held_here:
-                    raise RunBusyError(self.path, run_id, holder, ownership.heartbeat_age(r.heartbeat_at))
+                    raise self._busy(r, holder)
             r.owner_host, r.owner_pid, r.owner_start = me.host, me.pid, me.start
             r.heartbeat_at = utcnow()
             r.status = "running"
@@ -1004,6 +1003,12 @@ def _run_record(r: Run) -> RunRecord:
 # a thread, so its runs and a second claim from the same process share a pid.
 _HELD: set[tuple[str, int]] = set()
 _HELD_LOCK = threading.Lock()
+
+
+def _live_owner(r: Run) -> ownership.Owner | None:
+    """The process training run ``r`` while it is alive, else None."""
+    holder = _owner_of(r)
+    return holder if ownership.is_alive(holder, r.heartbeat_at) else None
 
 
 def _owner_of(r: Run) -> ownership.Owner | None:
