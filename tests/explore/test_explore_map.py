@@ -23,13 +23,8 @@ def inside_by_loop(points: np.ndarray, polygon: np.ndarray) -> set[int]:
     return out
 
 
-def test_points_in_polygon_matches_the_even_odd_rule():
-    rng = np.random.default_rng(0)
-    pts = rng.uniform(-1, 1, size=(3000, 2))
-    pts[:5] = np.nan                                              # not drawn: never inside
-    star = np.array([[np.cos(a) * r, np.sin(a) * r] for a, r in
-                     zip(np.linspace(0, 2 * np.pi, 14, endpoint=False), [0.9, 0.3] * 7)])
-    bow = np.array([[-0.8, -0.8], [0.8, 0.8], [0.8, -0.8], [-0.8, 0.8]])   # self-crossing
+def test_points_in_polygon_matches_the_even_odd_rule(lasso_cases):
+    pts, star, bow = lasso_cases
     for poly in (star, bow):
         got = points_in_polygon(pts, poly)
         assert set(np.flatnonzero(got)) == inside_by_loop(pts, poly)

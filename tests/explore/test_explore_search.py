@@ -29,19 +29,6 @@ def test_run_templates_and_label_sets():
     assert label_sets({}) == {}
 
 
-@pytest.fixture
-def clip_run(project):
-    """CLIP trained for 2 epochs on 300 16×16 shapes (a few seconds on 2 cores)."""
-    workbench.import_dataset(project, "shapes", "shapes", n=300, size=16, seed=0)
-    run = workbench.create_run(project, "shapes", "clip",
-                               {"epochs": "2", "batch_size": "64", "width": "4", "word_dim": "16",
-                                "embed_dim": "16", "eval_every": "0", "timeline_items": "0",
-                                "checkpoint_every": "1000"})
-    events = list(workbench.run_training(project, run))
-    assert type(events[-1]).__name__ == "Finished", events[-1]
-    return run
-
-
 def test_session_answers_as_the_engine_does(project, clip_run):
     shapes = project.dataset("shapes").id
     split = workbench.load_dataset(project, "shapes").split

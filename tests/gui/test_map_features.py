@@ -93,14 +93,9 @@ def drag_lasso(vb, polygon, modifiers=Qt.KeyboardModifier.NoModifier):
     return received[0] if received else None
 
 
-def test_points_in_polygon_matches_qt():
+def test_points_in_polygon_matches_qt(lasso_cases):
     from engine.explore.map import points_in_polygon
-    rng = np.random.default_rng(0)
-    pts = rng.uniform(-1, 1, size=(3000, 2))
-    pts[:5] = np.nan                                              # not drawn: never inside
-    star = np.array([[np.cos(a) * r, np.sin(a) * r] for a, r in
-                     zip(np.linspace(0, 2 * np.pi, 14, endpoint=False), [0.9, 0.3] * 7)])
-    bow = np.array([[-0.8, -0.8], [0.8, 0.8], [0.8, -0.8], [-0.8, 0.8]])   # self-crossing
+    pts, star, bow = lasso_cases
     for poly in (star, bow):
         got = points_in_polygon(pts, poly)
         assert set(np.flatnonzero(got)) == inside_by_qt(pts, poly)

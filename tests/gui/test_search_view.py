@@ -10,19 +10,6 @@ import pytest
 from engine import workbench, zero_shot
 
 
-@pytest.fixture
-def clip_run(project):
-    """CLIP trained for 2 epochs on 300 16×16 shapes (a few seconds on 2 cores)."""
-    workbench.import_dataset(project, "shapes", "shapes", n=300, size=16, seed=0)
-    run = workbench.create_run(project, "shapes", "clip",
-                               {"epochs": "2", "batch_size": "64", "width": "4", "word_dim": "16",
-                                "embed_dim": "16", "eval_every": "0", "timeline_items": "0",
-                                "checkpoint_every": "1000"})
-    events = list(workbench.run_training(project, run))
-    assert type(events[-1]).__name__ == "Finished", events[-1]
-    return run
-
-
 def _wait(qtbot, sv, kind):
     with qtbot.waitSignal(sv.result_shown, timeout=30_000, check_params_cb=lambda k: k == kind):
         pass
