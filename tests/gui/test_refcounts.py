@@ -53,6 +53,16 @@ class RefcountWatch:
                 f"in a long session (see pyproject.toml's note on the GUI pins)")
 
 
+def cross_repeatedly(watch: RefcountWatch, times: int, cross, check_every: int = 20) -> None:
+    """Call ``cross(i)`` for i = 1..times, checking the counts every ``check_every`` calls
+    (so a bug fails with a message before it can abort the process) and once at the end."""
+    for i in range(1, times + 1):
+        cross(i)
+        if i % check_every == 0:
+            watch.check(i)
+    watch.check(times, last=True)
+
+
 def test_pyqtgraph_redraws_keep_singleton_counts(qapp):
     """The reduced case of the crash: a plot whose curve is replaced and repainted."""
     import pyqtgraph as pg
@@ -63,13 +73,13 @@ def test_pyqtgraph_redraws_keep_singleton_counts(qapp):
     w.show()
     watch = RefcountWatch("PlotDataItem.setData + repaint")
     rng = np.random.default_rng(0)
-    for i in range(1, 1501):
+
+    def redraw(i: int) -> None:
         curve.setData(np.arange(60.0) + i, rng.random(60))
         w.repaint()
         qapp.processEvents()
-        if i % 20 == 0:
-            watch.check(i)
-    watch.check(i, last=True)
+
+    cross_repeatedly(watch, 1500, redraw)
     w.close()
 
 
@@ -87,15 +97,15 @@ def test_train_view_plot_widgets_keep_singleton_counts(qapp):
     assert len(plots) >= 2 and curves, "the Train view should hold its loss and evaluation plots"
     watch = RefcountWatch("Train view plots")
     rng = np.random.default_rng(1)
-    for i in range(1, 301):
+
+    def redraw(i: int) -> None:
         n = 1 + i % 200
         for _, item in curves:
             item.setData(np.arange(n, dtype=float), rng.random(n))
         view.repaint()
         qapp.processEvents()
-        if i % 20 == 0:
-            watch.check(i)
-    watch.check(i, last=True)
+
+    cross_repeatedly(watch, 300, redraw)
     view.close()
 
 
@@ -138,11 +148,9 @@ def test_numpy_to_qt_images_and_thumbnails_keep_singleton_counts(qapp):
     grey = rng.integers(0, 256, (8, 8), dtype=np.uint8)
     colour = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
     watch = RefcountWatch("numpy → QImage/QPixmap")
-    for i in range(1, 3001):
-        q = to_qimage(colour)
-        assert q.width() == 32
-        pix = thumbnail(grey if i % 2 else colour, 64)
-        assert pix.width() == 64
-        if i % 100 == 0:
-            watch.check(i)
-    watch.check(i, last=True)
+
+    def convert(i: int) -> None:
+        assert to_qimage(colour).width() == 32
+        assert thumbnail(grey if i % 2 else colour, 64).width() == 64
+
+    cross_repeatedly(watch, 3000, convert, check_every=100)
