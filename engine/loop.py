@@ -214,6 +214,10 @@ def run_task(project, record, task: Task, control: RunControl, dist: DistInfo) -
     final_epoch = float(total // per_epoch)
     final = evaluation(step, final_epoch, final=True)
     yield final
+    if (late := task.late_baselines()) is not None:
+        log.add(0, 0.0, late)
+        log.flush()
+        yield Evaluation(run_id, 0, 0.0, late)
     if is_main:
         saved = []
         for split, ids, vectors in task.final_embeddings():

@@ -55,6 +55,11 @@ class TrainConfig:
                                  advanced=True)
     threads: int = param(0, "CPU threads for torch (0 = as many as there are cores); 1 can be "
                             "much faster when other work keeps the cores busy", min=0, max=1024, advanced=True)
+    cache_mb: int = param(2048, "Memory for decoded images (MB): a stored collection that fits is decoded "
+                                "once, during the first epoch, then read from memory; a larger one is "
+                                "decoded batch by batch in every epoch", min=0, max=10**7, advanced=True)
+    data_workers: int = param(2, "Processes that decode stored images ahead of training (0: decode in "
+                                 "the training thread)", min=0, max=64, advanced=True)
     timeline_items: int = param(2000, "Items embedded at every evaluation for the map timeline "
                                       "(0 = none)", min=0, max=10**6, advanced=True)
 
@@ -317,14 +322,17 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def embed_images(method: Method, images: torch.Tensor, device: torch.device, batch: int = 512,
+def embed_images(method: Method, images, device: torch.device, batch: int = 512,
                  amp: bool = False) -> np.ndarray:
-    """Representations of uint8 (N, C, H, W) images, no augmentation, in eval mode."""
+    """Representations of uint8 (N, C, H, W) images — a tensor, or an ImageFeed
+    (engine/tasks/feed.py) that streams them — no augmentation, in eval mode."""
     was_training = method.training
     method.eval()
     out = []
-    for i in range(0, len(images), batch):
-        x = augment.normalize(images[i:i + batch].to(device, non_blocking=True))
+    chunks = images.chunks(batch) if not isinstance(images, torch.Tensor) else \
+        (images[i:i + batch] for i in range(0, len(images), batch))
+    for x in chunks:
+        x = augment.normalize(x.to(device, non_blocking=True))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out.append(method.embed(x).float().cpu())
     method.train(was_training)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import threading
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -37,27 +38,104 @@ def import_dataset(project: Project, kind: str, dataset_name: str | None = None,
     (not ``name``: the torchvision kind has a ``name`` parameter of its own).
 
     Built-in kinds are stored as their parameters (they regenerate exactly);
-    the user's files are stored as decoded arrays, so the project keeps working
-    when the original folder moves or disappears.
+    the user's images are stored encoded, one row per item, written in batches
+    (so memory stays bounded at any number of files), and the project keeps
+    working when the original folder moves or disappears (except ``link=true``
+    imports, which keep references). Data already in the project (the same
+    kind and fingerprint) is not stored twice: its id comes back, and
+    ``data.info["already_imported"]`` names it.
     """
     if kind not in DATASET_KINDS:
         raise DataError(f"unknown dataset kind {kind!r} (known: {', '.join(DATASET_KINDS)})")
     data = load_images(kind, progress=progress, cancel=cancel, **params)
     name = dataset_name or data.name
+    fingerprint = data.fingerprint()
+    for other in project.datasets():
+        if other.kind == kind and other.fingerprint == fingerprint and \
+                not other.stats.get("importing") and (dataset_name is None or dataset_name == other.name):
+            data.info["already_imported"] = other.name
+            return other.id, data
     arrays = strings = None
+    images_to_store = None
     if not DATASET_KINDS[kind].builtin:
-        arrays, strings = data.payload() if DATASET_KINDS[kind].modality == "text" else _dataset_payload(data)
+        if DATASET_KINDS[kind].modality == "text":
+            arrays, strings = data.payload()
+        else:
+            arrays, strings = _dataset_payload(data)
+            images_to_store = data.images
     stats = data.stats()
     if data.skipped:
         stats["skipped_files"] = [f"{f}: {why}" for f, why in data.skipped[:1000]]
-    dataset_id = project.add_dataset(name, kind, _jsonable(params), data.n, data.fingerprint(), stats,
+    if images_to_store is not None:
+        stats.update(storage_stats(images_to_store))
+    dataset_id = project.add_dataset(name, kind, _jsonable(params), data.n, fingerprint,
+                                     {**stats, "importing": True} if images_to_store is not None else stats,
                                      arrays=arrays, strings=strings)
+    if images_to_store is not None:
+        try:
+            store_images(project, dataset_id, images_to_store, progress=progress, cancel=cancel)
+        except BaseException:
+            project.delete_dataset(dataset_id)      # nothing half-imported is left behind
+            raise
+        project.update_dataset(dataset_id, stats=stats)
+        data = replace(data, images=stored_images(project, dataset_id, data.images.shape[1], data.channels))
     _cache_put(project, dataset_id, data)
     return dataset_id, data
 
 
+STORE_BATCH = 512
+
+
+def store_images(project: Project, dataset_id: int, images, *, progress=None, cancel=None) -> None:
+    """Write ``images`` (decoded arrays or :class:`~engine.data.encoded.EncodedImages`) as
+    the dataset's items, ``STORE_BATCH`` per transaction: encoded bytes are copied as
+    they are, linked files as references, decoded arrays as lossless PNG."""
+    import hashlib
+
+    from .data.encoded import LinkedItems, encode_arrays
+    n = len(images)
+    source = getattr(images, "source", None)
+    for start in range(0, n, STORE_BATCH):
+        if cancel is not None and cancel():
+            from .data import DataCancelled
+            raise DataCancelled()
+        if progress is not None:
+            progress(start, n)
+        part = slice(start, min(n, start + STORE_BATCH))
+        if isinstance(source, LinkedItems):
+            pos = images.positions(part)
+            project.add_items(dataset_id, start, None, sha256=source.sha256(pos),
+                              nbytes=[source.sizes[i] for i in pos], paths=[source.full_path(i) for i in pos])
+            continue
+        blobs = images.encoded(part) if source is not None else encode_arrays(np.asarray(images[part]))
+        project.add_items(dataset_id, start, blobs, sha256=[hashlib.sha256(b).digest() for b in blobs],
+                          nbytes=[len(b) for b in blobs])
+    if progress is not None:
+        progress(n, n)
+
+
+def storage_stats(images) -> dict:
+    """How a dataset's images are kept, for the data panel and the record."""
+    from .data.encoded import JPEG_QUALITY, LinkedItems
+    source = getattr(images, "source", None)
+    if isinstance(source, LinkedItems):
+        how = "linked files (path, size and sha256 of each; the files stay where they are)"
+    elif source is not None:
+        how = f"encoded: files ≤ store size kept as they are, larger ones as JPEG q{JPEG_QUALITY}"
+    else:
+        how = "encoded: lossless PNG"
+    return {"storage": how}
+
+
+def stored_images(project: Project, dataset_id: int, size: int, channels: int):
+    """The dataset's stored items as an :class:`~engine.data.encoded.EncodedImages`, or None."""
+    from .data.encoded import EncodedImages
+    source = project.dataset_items(dataset_id)
+    return None if source is None else EncodedImages(source, size, channels)
+
+
 def _dataset_payload(data: ImageData) -> tuple[dict, dict]:
-    arrays = {"images": data.images, "split": data.split}
+    arrays = {"split": data.split}
     strings = {"item_names": list(data.item_names), "name": [data.name]}
     if data.labels is not None:
         arrays["labels"] = data.labels
@@ -115,13 +193,18 @@ def _dataset_from_arrays(project: Project, rec) -> ImageData:
     if kind_modality(rec.kind) == "text":
         from .data.text import TextData
         return TextData.from_payload(rec.name, arrays, lambda key: project.dataset_strings(rec.id, key))
-    if "images" not in arrays:
+    if rec.stats.get("importing"):
+        raise DataError(f"dataset {rec.name!r} in {project.path} is still being imported, or its import "
+                        "was interrupted; delete it and import it again")
+    size, channels = (rec.stats.get("size") or [0])[0], rec.stats.get("channels")
+    images = stored_images(project, rec.id, size, channels) if size and channels in (1, 3) else None
+    if images is None:
         raise DataError(f"dataset {rec.name!r} has no stored images in {project.path}")
     strings = lambda key: project.dataset_strings(rec.id, key)  # noqa: E731
     attributes = {key[5:]: (arr, strings(key)) for key, arr in arrays.items() if key.startswith("attr:")}
     labels = arrays.get("labels")
     captions = strings("captions") or None
-    return ImageData(name=(strings("name") or [rec.name])[0], images=arrays["images"],
+    return ImageData(name=(strings("name") or [rec.name])[0], images=images,
                      labels=labels, class_names=(strings("class_names") or None) if labels is not None else None,
                      attributes=attributes, captions=captions, item_names=strings("item_names"),
                      split=arrays["split"], skipped=[])
@@ -384,3 +467,134 @@ def export_weights(project: Project, run_id: int, out: Path) -> Path:
     state = {k: v.contiguous() for k, v in ck[2]["model"].items()}
     save_file(state, str(out), metadata={"run": str(run_id), "method": project.run(run_id).method})
     return Path(out)
+
+
+#: What a method's ``embed`` computes beyond the exported encoder, in words, and the
+#: method's own tensors (key prefixes) that make it up, written beside the encoder.
+#: A method not listed embeds with its backbone's output alone.
+_EMBED_BEYOND_ENCODER: dict[str, tuple[str, tuple[str, ...]]] = {
+    "autoencoder": ("the app's embedding is the bottleneck code to_code(encoder(x)), a linear map "
+                    "(to_code.weight, to_code.bias in the head file) of the encoder's features", ("to_code.",)),
+    "denoising-autoencoder": ("the app's embedding is the bottleneck code to_code(encoder(x)), a linear map "
+                              "(to_code.weight, to_code.bias in the head file) of the encoder's features",
+                              ("to_code.",)),
+    "clip": ("the app's embedding is normalize(W_i(encoder(x))): the image projection W_i.weight (in the "
+             "head file, no bias) then division by the L2 norm", ("W_i.",)),
+    "channel-prediction": ("the encoder takes 2C channels: the normalised image with the held-out channel's "
+                           "values set to 0, then C mask planes (1 = held out). The app's embedding: for a "
+                           "grayscale image encoder(cat[x, zeros]); for colour, the mean over the channels "
+                           "training held out (all three for target=random, else the target) of "
+                           "encoder(cat[x with channel c zeroed, mask plane c = 1])", ()),
+}
+
+
+def _run_encoder(method) -> tuple[str, object]:
+    """(kind, module) of the network a trained image method embeds with: its ``backbone``
+    ("resnet", "small-cnn") or its ViT ``encoder`` (the masked autoencoder's)."""
+    from .nets import ResNet, SmallCNN, ViT
+    net = getattr(method, "backbone", None)
+    if isinstance(net, ResNet):
+        return "resnet", net
+    if isinstance(net, SmallCNN):
+        return "small-cnn", net
+    if isinstance(getattr(method, "encoder", None), ViT):
+        return "vit", method.encoder
+    raise ValueError(f"{method.name} has no encoder network to export (export its embeddings or "
+                     f"--format weights instead)")
+
+
+def export_encoder(project: Project, run_id: int, out: Path) -> list[Path]:
+    """The network an image run embeds with, alone, for code that does not use Pretext.
+
+    Writes a safetensors file (``out``, with ``.safetensors`` appended when it ends otherwise, or
+    ``run<N>-encoder.safetensors`` in the folder ``out``)
+    and a JSON file beside it saying what it is; the JSON is also in the safetensors metadata
+    under "pretext". A ResNet's keys are exactly torchvision's ``resnet18``/``resnet50`` with
+    ``fc`` removed (the CIFAR stem: ``conv1`` a 3×3 stride-1 conv, ``maxpool`` the identity); the
+    small CNN's and the ViT's are those of :mod:`engine.nets` classes, with the arguments that
+    rebuild them. Where the method's embedding is more than the encoder's output (the JSON's
+    "embedding" says what), the method's head tensors go to ``<name>.head.safetensors``.
+    Returns the paths written."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from .augment import MEAN, STD, normalize
+    from .train import images_tensor
+    run = project.run(run_id)
+    method, _ = load_trained_method(project, run_id, device="cpu")
+    if method.modality != "images":
+        raise ValueError(f"run {run_id} is a text run ({method.name}): export its word vectors "
+                         f"(--format word2vec) or its weights instead")
+    kind, net = _run_encoder(method)
+    info = method.info
+    out = Path(out)
+    path = out / f"run{run_id}-encoder.safetensors" if out.is_dir() else out
+    if path.suffix != ".safetensors":          # so the JSON beside it can never overwrite it
+        path = path.with_name(path.name + ".safetensors")
+    meta_path = path.with_suffix(".json")
+
+    C = info.channels
+    in_ch = (net.net.conv1.in_channels if kind == "resnet" else net.features[0][0].in_channels
+             if kind == "small-cnn" else net.patch_embed.in_channels)
+    desc = {"format": "pretext-encoder/1", "run": run_id, "method": method.name,
+            "dataset": info.name, "in_channels": in_ch, "image_channels": C,
+            "image_size": [info.height, info.width], "feature_dim": net.dim,
+            "weights": path.name,
+            "normalization": {"how": "uint8 image (C, H, W) → float x / 255 → (x - mean) / std per channel",
+                              "mean": [MEAN] * C, "std": [STD] * C}}
+    if kind == "resnet":
+        state = net.net.state_dict()
+        arch = f"resnet{net.depth}"
+        stem = net.stem
+        if stem == "cifar":
+            conv1 = f"m.conv1 = torch.nn.Conv2d({in_ch}, 64, 3, 1, 1, bias=False); m.maxpool = torch.nn.Identity(); "
+        else:
+            conv1 = "" if in_ch == 3 else f"m.conv1 = torch.nn.Conv2d({in_ch}, 64, 7, 2, 3, bias=False); "
+        desc.update(architecture=arch, stem=stem, keys="torchvision",
+                    load=(f"m = torchvision.models.{arch}(); m.fc = torch.nn.Identity(); {conv1}"
+                          f"m.load_state_dict(safetensors.torch.load_file('{path.name}'), strict=True); m.eval()"))
+    elif kind == "small-cnn":
+        state = net.state_dict()
+        desc.update(architecture="small-cnn", keys="engine.nets",
+                    build={"class": "engine.nets.SmallCNN",
+                           "kwargs": {"in_channels": in_ch, "width": net.features[0][0].out_channels}})
+    else:
+        state = net.state_dict()
+        desc.update(architecture="vit", keys="engine.nets", patch=net.patch,
+                    build={"class": "engine.nets.ViT",
+                           "kwargs": {"in_channels": in_ch, "height": info.height, "width": info.width,
+                                      "patch": net.patch, "dim": net.dim, "depth": len(net.blocks),
+                                      "heads": net.blocks[0].attn.heads}},
+                    output="forward(x) is the mean of the patch tokens; tokens(x)[:, 0] is the cls token")
+
+    # What the app's embedding is, in words, and whether it equals the encoder's output on this
+    # run's own images (checked, not assumed: a method not in the table could still differ).
+    words, head_prefixes = _EMBED_BEYOND_ENCODER.get(method.name, ("the app's embedding is the encoder's output", ()))
+    if method.name == "mae":
+        words = ("the app's embedding is the mean of the patch tokens (forward(x))" if method.cfg.pool == "mean"
+                 else "the app's embedding is the cls token (tokens(x)[:, 0])")
+    same = False
+    if in_ch == C:
+        data = load_dataset(project, run.dataset_id)
+        with torch.no_grad():
+            x = normalize(images_tensor(data)[:8])
+            emb, feats = method.embed(x).float(), net(x).float()
+            same = emb.shape == feats.shape and bool(torch.allclose(emb, feats, atol=1e-5, rtol=1e-5))
+    desc.update(embedding=words, embedding_is_encoder_output=same)
+
+    head = {k: v.detach().contiguous() for k, v in method.state_dict().items()
+            if any(k.startswith(p) for p in head_prefixes)}
+    written = []
+    if head:
+        head_path = path.with_suffix(".head.safetensors")
+        desc["head"] = head_path.name
+        save_file(head, str(head_path), metadata={"pretext": json.dumps(desc)})
+        written.append(head_path)
+    text = json.dumps(desc, indent=2)
+    flat = {k: str(desc[k]) for k in ("architecture", "stem", "in_channels", "image_size", "method") if k in desc}
+    save_file({k: v.detach().contiguous() for k, v in state.items()}, str(path),
+              metadata={"pretext": json.dumps(desc), **flat})
+    meta_path.write_text(text + "\n")
+    return [path, meta_path, *written]

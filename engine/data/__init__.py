@@ -51,7 +51,11 @@ class DataCancelled(DataError):
 class ImageData:
     """Images in memory with everything known about them.
 
-    ``images`` is ``(N, H, W, C)`` uint8 with C = 1 (grayscale) or 3 (RGB).
+    ``images`` is ``(N, H, W, C)`` uint8 with C = 1 (grayscale) or 3 (RGB): a numpy
+    array, or an array-like that decodes on demand (:class:`~engine.data.encoded.
+    EncodedImages`, a memory map) for collections too big to hold decoded.
+    ``labels`` holds -1 for an item without a label (e.g. STL-10's unlabelled
+    split): it trains, and evaluations leave it out.
     ``attributes`` holds extra label sets beside the main ``labels``, each as
     ``(ids, names)``: e.g. ``{"colour": (array([0, 3, ...]), ["red", ...])}``.
     ``split`` is 0 for train and 1 for test. ``skipped`` lists
@@ -124,7 +128,21 @@ class ImageData:
             h.update(tag + len(payload).to_bytes(8, "little") + payload)
 
         part(b"shape", repr(tuple(int(s) for s in self.images.shape)).encode())
-        part(b"images", np.ascontiguousarray(self.images).tobytes())
+        source = getattr(self.images, "source", None)
+        if source is not None and hasattr(source, "sha256"):
+            # Encoded items: the hash of each item's stored bytes, so a collection of
+            # any size is fingerprinted without decoding it (or reading it twice).
+            part(b"encoded", b"".join(source.sha256(self.images.positions(slice(None)))))
+        elif source is not None:
+            for chunk in range(0, self.n, 4096):
+                for data in self.images.encoded(slice(chunk, chunk + 4096)):
+                    part(b"item", hashlib.sha256(data).digest())
+        else:
+            # part(b"images", all the bytes), fed a chunk at a time: an array-like
+            # (a memory map of 100,000 images) is never read whole.
+            h.update(b"images" + (self.n * self.height * self.width * self.channels).to_bytes(8, "little"))
+            for start in range(0, self.n, 4096):
+                h.update(np.ascontiguousarray(self.images[start:start + 4096]).tobytes())
         if self.labels is not None:
             part(b"labels", np.ascontiguousarray(self.labels, dtype="<i8").tobytes())
         if self.captions is not None:
@@ -146,7 +164,8 @@ class ImageData:
         index = index.astype(np.int64, copy=False)
         return replace(
             self,
-            images=self.images[index],
+            images=self.images.take(index) if hasattr(self.images, "take") and not isinstance(
+                self.images, np.ndarray) else self.images[index],
             labels=None if self.labels is None else self.labels[index],
             class_names=None if self.class_names is None else list(self.class_names),
             attributes={k: (ids[index], list(names)) for k, (ids, names) in self.attributes.items()},
@@ -180,6 +199,8 @@ class ImageData:
 
 
 def _counts(ids: np.ndarray, names: list[str] | None) -> dict[str, int]:
+    ids = np.asarray(ids)
+    ids = ids[ids >= 0]          # -1: no label
     k = int(ids.max()) + 1 if len(ids) else 0
     if names is not None:
         k = max(k, len(names))
@@ -279,7 +300,13 @@ DATASET_KINDS: dict[str, DatasetKind] = {
          ParamSpec("captions", Path, None, "Optional CSV (file,caption) or JSONL "
                    '({"file": ..., "caption": ...}) file with captions.'),
          ParamSpec("limit", int, None, "Load at most this many images (a seeded sample "
-                   "balanced over classes and splits).", min=1)],
+                   "balanced over classes and splits).", min=1),
+         ParamSpec("store_size", int, 256, "Files whose shorter side is larger are stored as a copy "
+                   "of this size (JPEG, quality 90); smaller JPEG/PNG/WebP files are kept as they are. "
+                   "Runs can use any image size up to it.", min=8, max=4096),
+         ParamSpec("link", bool, False, "Keep only references (path, size, sha256) to the files "
+                   "instead of a copy: for collections too big to copy. Moved or changed files "
+                   "are reported, never used.")],
         builtin=False),
     "mnist-idx": DatasetKind(
         "mnist-idx", "IDX files (MNIST format)",

@@ -11,7 +11,11 @@ Layout conventions, all optional:
   wrapper were not there, so zipping a folder or its contents gives the same
   data set.
 
-Every image is centre-cropped to a square and resized to ``size × size``.
+Every file is read and decoded once, in parallel, to check it; the project
+keeps its bytes (re-encoded when it is larger than ``store_size``; see
+engine/data/encoded.py), or with ``link=true`` only its path, size and sha256.
+``size`` is the side the images are decoded to (centre-cropped to a square)
+when a run reads them; the stored copies serve any size up to ``store_size``.
 Files that cannot be used are skipped and listed with a reason, never fatal,
 unless nothing usable is left. Zip members are decoded straight from the
 archive; nothing is extracted to disk.
@@ -19,37 +23,35 @@ archive; nothing is extracted to disk.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
 import stat
-import warnings
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import IO, Callable
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from engine.data import (Cancel, DataError, ImageData, Progress, TEST, TRAIN, check_cancel,
                          stratified_split)
+from engine.data.encoded import (MAX_PIXELS, STORE_SIZE, BadImage, EncodedImages, LinkedItems, SpoolItems,
+                                 encode_for_storage)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 SPLIT_FOLDERS = {"train": TRAIN, "training": TRAIN, "test": TEST, "testing": TEST,
                  "val": TEST, "valid": TEST, "validation": TEST}
-# Refuse images above 64 megapixels before decoding them: a tiny file can
-# claim a huge size ("decompression bomb") and a 64 MP photo is already far
-# more than a 32×32 training image needs.
-MAX_PIXELS = 64_000_000
 # A zip member that inflates beyond this is not a sane image either (zip bomb).
 MAX_MEMBER_BYTES = 512 * 1024 * 1024
 # How many ignored files are named in the dataset's stats (all are counted).
 MAX_LISTED_IGNORED = 1000
-PROGRESS_EVERY = 256
-# Transparent pixels are shown over white, as most image viewers show them.
-ALPHA_BACKGROUND = (255, 255, 255)
+# Files read and checked at a time by the thread pool: bounds the import's memory.
+WINDOW = 256
 LIMIT_SEED = 0
 
 
@@ -67,7 +69,8 @@ class _Entry:
 
 
 def load(path: Path, size: int = 32, channels: str = "auto", captions: Path | None = None,
-         limit: int | None = None, progress: Progress | None = None,
+         limit: int | None = None, store_size: int = STORE_SIZE, link: bool = False,
+         progress: Progress | None = None,
          cancel: Cancel | None = None) -> ImageData:
     path = Path(path).expanduser()
     if not path.exists():
@@ -82,6 +85,9 @@ def load(path: Path, size: int = 32, channels: str = "auto", captions: Path | No
     if path.is_dir():
         entries = _list_folder(path, skipped, ignored)
         name = path.resolve().name or str(path)
+    elif link:
+        raise DataError(f"{path}: link=true keeps references to files in a folder; "
+                        "a .zip must be imported (copied) instead")
     elif zipfile.is_zipfile(path):
         try:
             archive = zipfile.ZipFile(path)
@@ -99,18 +105,16 @@ def load(path: Path, size: int = 32, channels: str = "auto", captions: Path | No
                             f"{', '.join(IMAGE_EXTENSIONS)}{also})")
         splits, classes = _layout(entries)
         chosen = _sample(entries, splits, classes, limit) if limit is not None else np.arange(len(entries))
-        images, kept = _decode_all([entries[i] for i in chosen], size, channels == "gray",
-                                   skipped, progress, cancel)
+        items, kept, all_gray = _store_all([entries[i] for i in chosen], store_size, skipped,
+                                           progress, cancel, link_root=path.resolve() if link else None)
     finally:
         if archive is not None:
             archive.close()
     if len(kept) == 0:
         raise DataError(f"{path}: no usable images ({_summary(skipped)})")
     chosen = chosen[kept]
-    if len(kept) < len(images):
-        images = images[: len(kept)].copy()  # do not keep the skipped files' rows alive
-    if channels == "auto" and _all_gray(images):
-        images = np.ascontiguousarray(images[..., :1])
+    gray = channels == "gray" or (channels == "auto" and all_gray)
+    images = EncodedImages(items, size, 1 if gray else 3)
 
     item_names = [entries[i].name for i in chosen]
     labels = class_names = None
@@ -282,51 +286,66 @@ def _sample(entries: list[_Entry], splits: list[int] | None, classes: list[str] 
 
 # --- decoding ----------------------------------------------------------------
 
-def _decode_all(entries: list[_Entry], size: int, gray: bool, skipped: list[tuple[str, str]],
-                progress: Progress | None, cancel: Cancel | None) -> tuple[np.ndarray, np.ndarray]:
-    """Decode every entry into one array; return it and the positions that worked."""
-    total = len(entries)
-    out = np.empty((total, size, size, 1 if gray else 3), dtype=np.uint8)
+def _store_all(entries: list[_Entry], store_size: int, skipped: list[tuple[str, str]],
+               progress: Progress | None, cancel: Cancel | None,
+               link_root: Path | None = None) -> tuple[SpoolItems | LinkedItems, np.ndarray, bool]:
+    """Read and check every entry, in parallel, into a spool of stored bytes.
+
+    Returns the spool, the positions of the entries that worked and whether
+    every kept image is gray. Files are handled a window at a time by a thread
+    pool (Pillow releases the GIL while it decodes), so memory stays bounded at
+    any number of files and progress and cancel are checked between windows.
+    With ``link_root`` nothing is copied: the result records each file's path,
+    size and sha256 (every file is still decoded once, to check it).
+    """
+    spool = SpoolItems()
+    paths: list[str] = []
+    sizes: list[int] = []
+    hashes: list[bytes] = []
     kept: list[int] = []
-    # Truncated files must be skipped, not loaded half grey, even if some other
-    # library switched Pillow to lenient loading; put its setting back after.
-    lenient = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        _decode_into(entries, out, kept, size, gray, skipped, progress, cancel)
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = lenient
-    return out, np.array(kept, dtype=np.int64)
-
-
-def _decode_into(entries: list[_Entry], out: np.ndarray, kept: list[int], size: int, gray: bool,
-                 skipped: list[tuple[str, str]], progress: Progress | None,
-                 cancel: Cancel | None) -> None:
+    all_gray = True
     total = len(entries)
-    with warnings.catch_warnings():
-        # Pillow warns (rather than raises) between 89 and 179 megapixels; make
-        # that an error so it lands in `skipped`. Other Pillow warnings (odd
-        # EXIF and the like) do not stop a file from loading and would only be noise.
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        for k, entry in enumerate(entries):
-            if k % PROGRESS_EVERY == 0:
-                check_cancel(cancel)
-                if progress is not None and k:
-                    progress(k, total)
-            try:
-                with entry.opener() as fp:
-                    out[len(kept)] = _decode(fp, size, gray)
-            except Exception as e:  # Pillow's plugins raise many types on corrupt data
-                skipped.append((entry.name, _reason(e)))
-                continue
-            kept.append(k)
+    threads = min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(threads) as pool:
+        for start in range(0, total, WINDOW):
+            check_cancel(cancel)
+            if progress is not None and start:
+                progress(start, total)
+            window = entries[start:start + WINDOW]
+            for k, result in enumerate(pool.map(partial(_store_one, store_size=store_size, link=link_root is not None), window)):
+                if isinstance(result, str):
+                    skipped.append((window[k].name, result))
+                    continue
+                data, gray = result
+                if link_root is None:
+                    spool.append(data)
+                else:
+                    paths.append(window[k].name)
+                    sizes.append(len(data))
+                    hashes.append(hashlib.sha256(data).digest())
+                kept.append(start + k)
+                all_gray = all_gray and gray
     if progress is not None:
         progress(total, total)
+    items = spool if link_root is None else LinkedItems(str(link_root), paths, sizes, hashes)
+    return items, np.array(kept, dtype=np.int64), all_gray
+
+
+def _store_one(entry: _Entry, store_size: int, link: bool = False) -> tuple[bytes, bool] | str:
+    """One file → (bytes to store, is gray), or the reason it cannot be used; with
+    ``link`` the file's own bytes (to hash), whatever their size."""
+    try:
+        with entry.opener() as fp:
+            data = fp.read()
+        if link:
+            return data, encode_for_storage(data, store_size)[1]
+        return encode_for_storage(data, store_size)
+    except Exception as e:  # Pillow's plugins raise many types on corrupt data
+        return _reason(e)
 
 
 def _reason(e: Exception) -> str:
-    if isinstance(e, _Skip):
+    if isinstance(e, (_Skip, BadImage)):
         return str(e)
     if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
         return f"decompression bomb (over the {MAX_PIXELS // 1_000_000}-megapixel limit)"
@@ -336,101 +355,6 @@ def _reason(e: Exception) -> str:
     if isinstance(e, OSError) and "truncated" in text.lower():
         return "truncated file"
     return f"cannot decode ({type(e).__name__}: {text})"
-
-
-def _decode(fp: IO[bytes], size: int, gray: bool) -> np.ndarray:
-    """One file → (size, size, 1 or 3) uint8: convert, centre-crop, resize."""
-    with Image.open(fp) as im:
-        w, h = im.size
-        if w * h > MAX_PIXELS:
-            raise _Skip(f"decompression bomb ({w}×{h} pixels, over the "
-                        f"{MAX_PIXELS // 1_000_000}-megapixel limit)")
-        if im.format in ("JPEG", "MPO"):  # MPO: a camera's multi-picture JPEG
-            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale (never below `size`) and
-            # produce luma directly for gray output: several times faster for photos.
-            im.draft("L" if gray else None, (size, size))
-        im.load()
-        im = _upright(im)
-        im = _to_rgb_or_l(im)
-        if gray and im.mode != "L":
-            im = im.convert("L")
-        w, h = im.size
-        side = min(w, h)
-        if w != h:
-            # Crop first: resize(box=...) would let the filter reach past the
-            # box and bleed the cropped-away borders into the edge pixels.
-            left, top = (w - side) // 2, (h - side) // 2
-            im = im.crop((left, top, left + side, top + side))
-        if side != size:
-            im = im.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
-        arr = np.asarray(im)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if not gray and arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    return arr
-
-
-def _upright(im: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation tag (phone photos are often stored sideways)."""
-    if im.format not in ("JPEG", "MPO", "TIFF", "WEBP", "PNG"):
-        return im
-    if im.format != "TIFF" and "exif" not in im.info:
-        return im  # no EXIF block: skip parsing it, this runs for every file
-    orientation = im.getexif().get(0x0112, 1)
-    if orientation == 1:
-        return im
-    from PIL import ImageOps
-    return ImageOps.exif_transpose(im)
-
-
-def _to_rgb_or_l(im: Image.Image) -> Image.Image:
-    """Any Pillow mode → 8-bit "RGB" or "L"."""
-    mode = im.mode
-    if mode in ("RGB", "L") and "transparency" not in im.info:
-        return im
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        return Image.fromarray(_to_uint8(np.asarray(im), mode), "L")
-    if mode == "1":
-        return im.convert("L")
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        back = Image.new("RGBA", im.size, (*ALPHA_BACKGROUND, 255))
-        return Image.alpha_composite(back, rgba).convert("RGB")
-    try:
-        return im.convert("RGB")  # P, CMYK, YCbCr, HSV, …
-    except ValueError:
-        raise _Skip(f"colour mode {mode} is not supported") from None
-
-
-def _to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
-    """High bit-depth gray → 0..255, keeping the meaning of the values.
-
-    Pillow's own convert("L") clips 16-bit values at 255, which turns most
-    16-bit images white; scale the full 16-bit range instead.
-    """
-    a = arr.astype(np.float64)
-    if mode.startswith("I;16"):
-        scaled = a / 257.0                       # 65535 → 255
-    elif mode == "F" and a.size and a.min() >= 0 and a.max() <= 1:
-        scaled = a * 255.0                       # floats in 0..1
-    elif mode == "I" and a.size and a.min() >= 0 and a.max() <= 255:
-        scaled = a                               # 8-bit values stored in 32 bits
-    elif mode == "I" and a.size and a.min() >= 0 and a.max() <= 65535:
-        scaled = a / 257.0                       # 16-bit values stored in 32 bits
-    else:
-        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 1.0)
-        scaled = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-
-
-def _all_gray(images: np.ndarray, chunk: int = 4096) -> bool:
-    """True when R == G == B in every pixel (grayscale stored as RGB)."""
-    for s in range(0, len(images), chunk):
-        block = images[s:s + chunk]
-        if not (np.array_equal(block[..., 0], block[..., 1]) and np.array_equal(block[..., 0], block[..., 2])):
-            return False
-    return True
 
 
 def _summary(skipped: list[tuple[str, str]], show: int = 5) -> str:

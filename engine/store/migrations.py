@@ -17,6 +17,7 @@ drop old, rename); ``foreign_key_check`` runs before the commit.
 """
 from __future__ import annotations
 
+import json
 from typing import Callable
 
 from sqlalchemy import Connection, text
@@ -166,8 +167,51 @@ def migrate_2_to_3(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE runs ADD COLUMN heartbeat_at DATETIME"))
 
 
+def migrate_3_to_4(conn: Connection) -> None:
+    """Images stored encoded, one row per item (issue #13).
+
+    Until schema 3 a folder's images were one decoded array in
+    ``dataset_arrays`` ("images"), capped by SQLite's 1 GB per blob. Each image
+    of such an array becomes a lossless PNG row of ``dataset_items`` (the same
+    pixels back, so runs train identically), and the array row goes. The
+    dataset's fingerprint is kept: it names the same data.
+    """
+    conn.execute(text("""CREATE TABLE dataset_items (
+        id INTEGER NOT NULL,
+        dataset_id INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        nbytes INTEGER NOT NULL,
+        sha256 BLOB NOT NULL,
+        path TEXT,
+        data BLOB,
+        PRIMARY KEY (id),
+        UNIQUE (dataset_id, idx),
+        FOREIGN KEY(dataset_id) REFERENCES datasets (id) ON DELETE CASCADE)"""))
+    import hashlib
+
+    import numpy as np
+
+    from ..data.encoded import encode_arrays
+    rows = conn.execute(text("SELECT id, dataset_id, dtype, shape FROM dataset_arrays "
+                             "WHERE name = 'images'")).all()
+    for array_id, dataset_id, dtype, shape in rows:
+        shape = json.loads(shape) if isinstance(shape, str) else shape
+        if dtype != "uint8" or len(shape) != 4 or shape[3] not in (1, 3):
+            raise MigrationError(f"dataset {dataset_id}: stored images of dtype {dtype} shape {shape}")
+        blob = conn.execute(text("SELECT data FROM dataset_arrays WHERE id = :i"), {"i": array_id}).scalar()
+        images = np.frombuffer(blob, dtype=np.uint8).reshape(shape)
+        for start in range(0, len(images), 1024):
+            encoded = encode_arrays(images[start:start + 1024])
+            conn.execute(text("INSERT INTO dataset_items (dataset_id, idx, nbytes, sha256, data) "
+                              "VALUES (:d, :i, :n, :h, :b)"),
+                         [{"d": dataset_id, "i": start + k, "n": len(b), "h": hashlib.sha256(b).digest(), "b": b}
+                          for k, b in enumerate(encoded)])
+        conn.execute(text("DELETE FROM dataset_arrays WHERE id = :i"), {"i": array_id})
+        del blob, images
+
+
 # MIGRATIONS[v] takes a file from version v to v + 1.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: migrate_1_to_2, 2: migrate_2_to_3}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: migrate_1_to_2, 2: migrate_2_to_3, 3: migrate_3_to_4}
 
 
 def read_version(conn: Connection) -> int:

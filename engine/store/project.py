@@ -47,8 +47,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 
 from . import migrations, ownership
-from .schema import (APP_NAME, APPLICATION_ID, SCHEMA_VERSION, Artifact, Base, Checkpoint, Dataset,
-                     DatasetArray, DatasetStrings, Embedding, Meta, Metric, Projection, Run, utcnow)
+from .schema import (APP_NAME, APPLICATION_ID, SCHEMA_VERSION, TABLES_ADDED, Artifact, Base, Checkpoint,
+                     Dataset, DatasetItem, DatasetArray, DatasetStrings, Embedding, Meta, Metric, Projection, Run, utcnow)
 from .tensors import pack_state, unpack_state
 
 PathLike = Union[str, Path]
@@ -178,6 +178,9 @@ class ArtifactRecord:
 
 # --- connecting -------------------------------------------------------------
 
+_URI_QUERY = {"rw": "mode=rw", "reader": "mode=rw", "ro": "mode=ro", "immutable": "mode=ro&immutable=1"}
+
+
 def _make_engine(path: Path, mode: str) -> Engine:
     """An engine on ``path``; ``mode`` says how it opens the file:
 
@@ -195,9 +198,7 @@ def _make_engine(path: Path, mode: str) -> Engine:
       as it was.
     """
     writes = mode == "rw"
-    query = {"rw": "mode=rw", "reader": "mode=rw", "ro": "mode=ro",
-             "immutable": "mode=ro&immutable=1"}[mode]
-    uri = f"{path.resolve().as_uri()}?{query}"
+    uri = f"{path.resolve().as_uri()}?{_URI_QUERY[mode]}"
 
     def connect() -> sqlite3.Connection:
         return sqlite3.connect(uri, uri=True, check_same_thread=False)
@@ -364,6 +365,8 @@ def _schema_problem(conn: Any, version: int) -> str | None:
     """
     for table in Base.metadata.sorted_tables:
         rows = conn.exec_driver_sql(f'PRAGMA table_info("{table.name}")').all()
+        if not rows and version < TABLES_ADDED.get(table.name, 0):
+            continue
         if not rows:
             return f"table {table.name!r} is missing"
         found = {row[1]: (row[2] or "").upper() for row in rows}
@@ -420,8 +423,12 @@ class Project:
     """An open project file. Create with :meth:`create`, :meth:`open` or
     :meth:`open_or_create`; use as a context manager or call :meth:`close`."""
 
-    def __init__(self, path: Path, engine: Engine, read_only: bool, read_only_reason: str | None = None):
+    def __init__(self, path: Path, engine: Engine, read_only: bool, read_only_reason: str | None = None,
+                 mode: str = "rw"):
         self.path = path
+        # How the file is opened (see _make_engine): readers in other threads and
+        # processes (engine.store.items) open it the same way, or read-only.
+        self._mode = mode
         #: True when this Project never writes (opened read-only, or "auto" on
         #: a file that cannot be written); ``read_only_reason`` says why, in
         #: words for a banner ("its folder is read-only"), None when writable.
@@ -506,7 +513,7 @@ class Project:
             else:
                 mode = "ro" if _in_use(path) else "immutable"
             return cls(path, _make_engine(path, mode), read_only=True,
-                       read_only_reason=unwritable or "opened read-only")
+                       read_only_reason=unwritable or "opened read-only", mode=mode)
         if unwritable is not None:
             raise ProjectError(path, f"cannot be opened for writing ({unwritable}); "
                                      f"commands that only read it still work")
@@ -615,6 +622,48 @@ class Project:
                       for k, (dt, shape, data) in blobs.items())
             s.add_all(DatasetStrings(dataset_id=d.id, name=k, data=v) for k, v in texts.items())
             return d.id
+
+    def add_items(self, dataset_id: int, start: int, items: list[bytes] | None, *,
+                  sha256: list[bytes], nbytes: list[int], paths: list[str] | None = None) -> None:
+        """Store items ``start``, ``start + 1``, … of a dataset: their encoded bytes, or
+        (link mode, ``items=None``) the paths of the files. One transaction per call,
+        so an import of any size commits in batches and other processes keep writing."""
+        rows = [{"dataset_id": dataset_id, "idx": start + k, "nbytes": int(nbytes[k]), "sha256": sha256[k],
+                 "data": None if items is None else items[k], "path": None if paths is None else paths[k]}
+                for k in range(len(sha256))]
+        with self._writing() as s:
+            s.execute(insert(DatasetItem), rows)
+
+    def update_dataset(self, dataset_id: int, *, n_items: int | None = None, fingerprint: str | None = None,
+                       stats: dict | None = None) -> None:
+        with self._writing() as s:
+            d = s.get(Dataset, dataset_id)
+            if d is None:
+                raise self._missing("dataset", dataset_id)
+            if n_items is not None:
+                d.n_items = int(n_items)
+            if fingerprint is not None:
+                d.fingerprint = fingerprint
+            if stats is not None:
+                d.stats = stats
+
+    def dataset_items(self, dataset_id: int):
+        """The dataset's stored items as an ItemSource (engine.data.encoded), or None
+        when it has none (built-in kinds, text): :class:`~engine.store.items.StoredItems`,
+        or for a ``link=true`` import a LinkedItems over the user's files."""
+        from ..data.encoded import LinkedItems
+        from .items import StoredItems
+        with self._reading() as s:
+            n = s.scalar(select(func.count()).select_from(DatasetItem).where(DatasetItem.dataset_id == dataset_id))
+            if not n:
+                return None
+            linked = s.scalar(select(func.count()).select_from(DatasetItem).where(
+                DatasetItem.dataset_id == dataset_id, DatasetItem.path.is_not(None)))
+            if linked:
+                rows = s.execute(select(DatasetItem.path, DatasetItem.nbytes, DatasetItem.sha256)
+                                 .where(DatasetItem.dataset_id == dataset_id).order_by(DatasetItem.idx)).all()
+                return LinkedItems("", [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+        return StoredItems(self.path, _URI_QUERY[self._mode], dataset_id, n)
 
     def datasets(self) -> list[DatasetRecord]:
         with self._reading() as s:

@@ -19,7 +19,10 @@ from sqlalchemy import (JSON, DateTime, Float, ForeignKey, Index, LargeBinary, S
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+# Tables that appeared after schema 1, with the version that added them: an older
+# file lacks them until its migration runs.
+TABLES_ADDED = {"dataset_items": 4}
 
 # PRAGMA application_id: "PRTX" in ASCII. `file` and other tools recognise a
 # Pretext project by these four bytes at offset 68 of the SQLite header.
@@ -91,6 +94,28 @@ class DatasetArray(Base):
     dtype: Mapped[str] = mapped_column(String)  # numpy dtype name; bytes are little-endian
     shape: Mapped[list[int]] = mapped_column(JSON)
     data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+
+
+class DatasetItem(Base):
+    """One image of a dataset, kept encoded (schema 4; engine/data/encoded.py).
+
+    ``data`` holds the bytes (a JPEG/PNG/WebP file as imported, or a smaller
+    copy); a ``link=true`` import leaves it NULL and records where the file
+    is (``path``). ``nbytes`` and ``sha256`` are of those bytes, so a linked
+    file that changed is noticed and a dataset is fingerprinted without
+    reading its images. One row per item: a random batch reads its rows by
+    index, and no row comes near SQLite's 1 GB limit.
+    """
+
+    __tablename__ = "dataset_items"
+    __table_args__ = (UniqueConstraint("dataset_id", "idx"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    idx: Mapped[int]
+    nbytes: Mapped[int]
+    sha256: Mapped[bytes] = mapped_column(LargeBinary)
+    path: Mapped[Optional[str]] = mapped_column(Text)
+    data: Mapped[Optional[bytes]] = mapped_column(LargeBinary, deferred=True)
 
 
 class DatasetStrings(Base):

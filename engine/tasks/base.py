@@ -67,6 +67,11 @@ class Task:
         """Metrics at step 0 of a new run (e.g. the untrained network), or None."""
         return None
 
+    def late_baselines(self) -> dict[str, float] | None:
+        """Step-0 metrics left for after the final evaluation (too slow to delay the first
+        step), or None."""
+        return None
+
     def evaluate(self, epoch: float, final: bool) -> dict[str, float]:
         """The metrics of an evaluation (``final``: the last one)."""
         return {}

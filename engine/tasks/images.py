@@ -16,8 +16,25 @@ import torch
 from .. import augment, evaluate
 from ..images import grid_png
 from ..methods import DataInfo, ImageMethod, get_method
-from ..train import embed_images, epoch_order, images_tensor, make_optimizer, pick_device, step_generator
+from ..train import embed_images, epoch_order, make_optimizer, pick_device, step_generator
+from .feed import EpochBatches, ImageFeed
 from .base import Task
+
+
+# Baselines whose raw-pixel work (items × pixels at ≤ RAW_SIDE px) is below this are
+# computed before the first step (the built-in sets: 6 M); larger ones after the run.
+EARLY_BASELINE_WORK = 20_000_000
+RAW_SIDE = 32
+
+
+def raw_pixels(images) -> np.ndarray:
+    """The images at most RAW_SIDE px on a side: stored images are decoded at that size
+    (a fraction of the work of full size); arrays are left to raw_pixel_features."""
+    if hasattr(images, "at_size") and images.shape[1] > RAW_SIDE:
+        images = images.at_size(RAW_SIDE)
+    if isinstance(images, np.ndarray):
+        return images
+    return np.concatenate(list(images.chunks(2048))) if hasattr(images, "chunks") else np.asarray(images)
 
 
 class ImageTask(Task):
@@ -32,13 +49,11 @@ class ImageTask(Task):
             self.device = pick_device(tcfg.device)
         self.amp = tcfg.amp and self.device.type == "cuda"
 
-        # Data: train split only for training; everything for evaluation and maps.
-        self.images = images_tensor(data)
+        # Data: train split only for training; everything for evaluation and maps. The feed
+        # holds the decoded set in memory (on the GPU there) or streams it (engine/tasks/feed.py).
+        self.feed = ImageFeed(data.images, self.device, tcfg.cache_mb, tcfg.data_workers)
         train_idx = training_indices(data, tcfg.max_train_items)
         self.train_index = torch.from_numpy(train_idx)     # position in the training set → dataset index
-        self.train_images = self.images[self.train_index]
-        if self.device.type == "cuda":
-            self.train_images = self.train_images.to(self.device)   # the whole uint8 set fits on any GPU we target
         self.n_train = len(train_idx)
         per_rank = max(1, min(tcfg.batch_size * dist.world_size, self.n_train) // dist.world_size)
         self.global_batch = per_rank * dist.world_size
@@ -64,9 +79,13 @@ class ImageTask(Task):
         if dist.world_size > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(
                 method, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.test_idx = np.flatnonzero(data.split == 1)
-        self.can_eval = data.labels is not None and len(self.test_idx) > 0
+        # Items without a label (-1, e.g. STL-10's unlabelled split) train but are not evaluated.
+        labelled = np.ones(data.n, bool) if data.labels is None else data.labels >= 0
+        self.test_idx = np.flatnonzero((data.split == 1) & labelled)
+        self.eval_train = (data.split == 0) & labelled
+        self.can_eval = data.labels is not None and len(self.test_idx) > 0 and self.eval_train.any()
         self.features = None
+        self.late, self.initial_state = False, None
         method.train()
 
     def batches(self, epoch: int):
@@ -74,7 +93,8 @@ class ImageTask(Task):
             return [None]
         order = epoch_order(self.n_train, self.train_config.seed, epoch)
         gb, dist = self.global_batch, self.dist
-        return [order[b * gb:(b + 1) * gb][dist.rank::dist.world_size] for b in range(self.steps_per_epoch)]
+        positions = [order[b * gb:(b + 1) * gb][dist.rank::dist.world_size] for b in range(self.steps_per_epoch)]
+        return EpochBatches(self.feed, positions, self.train_index)
 
     def learning_rate(self, step: int) -> float:
         return super().learning_rate(step) if self.iterative else 0.0
@@ -82,11 +102,12 @@ class ImageTask(Task):
     def step(self, step: int, idx, lr: float):
         tcfg, device = self.train_config, self.device
         if not self.iterative:
-            x = augment.normalize(self.train_images.to(device))
+            x = augment.normalize(self.feed.take(self.train_index.numpy()).to(device))
             with torch.no_grad():
                 logs = self.method.fit(x)
             return None, {k: float(v) for k, v in logs.items()}, self.n_train
-        x = self.train_images[idx.to(self.train_images.device)].to(device, non_blocking=True)
+        idx, x = idx
+        x = x.to(device, non_blocking=True)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         gen = step_generator(tcfg.seed, step, self.dist.rank, device)
@@ -114,21 +135,53 @@ class ImageTask(Task):
         # Reconstructions of a fixed sample at every checkpoint, so a viewer can show
         # how they sharpen over training.
         if self.project is not None:
-            save_reconstructions(self.project, self.record.id, self.method, self.images, self.device,
+            save_reconstructions(self.project, self.record.id, self.method, self.feed, self.device,
                                  self.train_config.seed, step)
 
     def baselines(self) -> dict[str, float] | None:
-        """Beside every result: raw pixels, and this very network before training."""
+        """Beside every result: raw pixels, and this very network before training.
+
+        Computed now when that is quick (small data); otherwise after the run
+        (:meth:`late_baselines`), so that no baseline delays the first step: on
+        10,000 photos they once took 20 minutes (issue 13). Raw pixels are
+        taken at most 32×32 and reused from an earlier run on the same data."""
         if self.project is None or not self.can_eval:
             return None
+        data = self.data
+        side = min(data.height, RAW_SIDE)
+        if data.n * side * side * data.channels > EARLY_BASELINE_WORK:
+            self.late = True
+            if self.iterative:      # the untrained network, kept for its baseline after the run
+                self.initial_state = {k: v.detach().to("cpu", copy=True) for k, v in self.method.state_dict().items()}
+            return None
+        return self._baselines(self.iterative)
+
+    def late_baselines(self) -> dict[str, float] | None:
+        """The baselines that :meth:`baselines` left for after the run (or that a resumed
+        run never got), once the final evaluation is done."""
+        if self.project is None or not self.can_eval or not self.dist.is_main:
+            return None
+        if not self.late and any(m.step == 0 for m in self.project.metrics(self.record.id, "raw_knn")):
+            return None
+        trained = None
+        if self.initial_state is not None:
+            trained = {k: v.detach().clone() for k, v in self.method.state_dict().items()}
+            self.method.load_state_dict(self.initial_state)
+        try:
+            return self._baselines(with_random=self.initial_state is not None)
+        finally:
+            if trained is not None:
+                self.method.load_state_dict(trained)
+
+    def _baselines(self, with_random: bool) -> dict[str, float]:
         data, tcfg, labels = self.data, self.train_config, self.data.labels
-        tr, te = data.split == 0, self.test_idx
+        tr, te = self.eval_train, self.test_idx
         base = earlier_raw_baselines(self.project, self.record, tcfg.knn_k)
         if not base:
-            raw = evaluate.raw_pixel_features(data.images)
+            raw = evaluate.raw_pixel_features(raw_pixels(data.images))
             base = evaluate.evaluate_features(raw[tr], labels[tr], raw[te], labels[te], prefix="raw_", k=tcfg.knn_k)
-        if self.iterative:
-            init = embed_images(self.method, self.images, self.device, amp=self.amp)
+        if with_random:
+            init = embed_images(self.method, self.feed, self.device, amp=self.amp)
             base.update(evaluate.evaluate_features(init[tr], labels[tr], init[te], labels[te],
                                                    prefix="random_", k=tcfg.knn_k))
         return base
@@ -137,11 +190,11 @@ class ImageTask(Task):
         if not self.dist.is_main:
             return {}          # only rank 0 reports and writes: the others would evaluate for nothing
         data, tcfg, labels, te = self.data, self.train_config, self.data.labels, self.test_idx
-        feats = embed_images(self.method, self.images, self.device, amp=self.amp)
+        feats = embed_images(self.method, self.feed, self.device, amp=self.amp)
         out = {}
         if self.can_eval:
             which = ("knn", "linear") if (final or tcfg.linear_probe_every_eval) else ("knn",)
-            tr = data.split == 0
+            tr = self.eval_train
             out.update(evaluate.evaluate_features(feats[tr], labels[tr], feats[te], labels[te],
                                                   k=tcfg.knn_k, which=which))
         for k, v in evaluate.collapse_metrics(feats[:4096]).items():
@@ -197,14 +250,15 @@ def earlier_raw_baselines(project, record, knn_k: int) -> dict[str, float]:
     return {}
 
 
-def save_reconstructions(project, run_id: int, method: ImageMethod, images: torch.Tensor,
+def save_reconstructions(project, run_id: int, method: ImageMethod, images,
                          device: torch.device, seed: int, step: int, n: int = 16) -> None:
     """A PNG grid, one row per picture kind (original / input / reconstruction...),
     for a method that reconstructs; nothing for the others."""
     if method.reconstructs is None:
         return
     g = torch.Generator().manual_seed(seed)
-    sample = images[torch.randperm(len(images), generator=g)[:n]].to(device)
+    pick = torch.randperm(len(images) if isinstance(images, torch.Tensor) else images.n, generator=g)[:n]
+    sample = (images[pick] if isinstance(images, torch.Tensor) else images.take(pick.numpy())).to(device)
     was_training = method.training
     method.eval()
     with torch.no_grad():

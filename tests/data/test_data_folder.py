@@ -326,7 +326,8 @@ def test_cifar10_zip_from_shared_data(shared_data: Path):
         abs(stats["split"]["test"] - 333) <= 5
     assert stats["n_skipped"] == 0
     assert all(name.startswith(("train/", "test/")) for name in d.item_names)
-    assert 60 < d.images.mean() < 200 and d.images.std() > 30        # real photos, not blanks
+    pixels = np.asarray(d.images)
+    assert 60 < pixels.mean() < 200 and pixels.std() > 30        # real photos, not blanks
 
 
 def test_exif_orientation_is_applied(tmp_path: Path):

@@ -1,4 +1,5 @@
 """Schema migrations: a real v1 file opens as v2 with its rows intact."""
+import json
 import os
 import sqlite3
 from datetime import datetime, timezone
@@ -50,9 +51,9 @@ def test_fixture_is_schema_v1(v1_file, tmp_path):
 
 
 def test_v1_file_is_upgraded_with_rows_intact(v1_file):
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
     with Project.open(v1_file) as p:
-        assert _meta(v1_file)["schema_version"] == "3"
+        assert _meta(v1_file)["schema_version"] == "4"
         assert _meta(v1_file)["app"] == "pretext"
         ds = p.dataset("digits")
         assert (ds.id, ds.kind, ds.params, ds.n_items, ds.fingerprint, ds.stats) == (
@@ -113,7 +114,7 @@ def test_failing_migration_changes_nothing(v1_file, monkeypatch):
         raise RuntimeError("power cut")  # ...and then it fails
 
     monkeypatch.setitem(migrations.MIGRATIONS, 1, half_done)
-    with pytest.raises(ProjectError, match=r"cannot be upgraded to schema version 3 \(power cut\); the file was left"):
+    with pytest.raises(ProjectError, match=r"cannot be upgraded to schema version 4 \(power cut\); the file was left"):
         Project.open(v1_file)
     assert _meta(v1_file)["schema_version"] == "1"
     columns = [c[1] for c in _schema(v1_file)["runs"]["columns"]]
@@ -149,7 +150,7 @@ def test_v2_file_gains_run_owners_and_a_dead_running_run_reads_interrupted(v2_fi
     columns = [c[1] for c in _schema(v2_file)["runs"]["columns"]]
     assert "tags" in columns and "owner_pid" not in columns and _meta(v2_file)["schema_version"] == "2"
     with Project.open(v2_file) as p:
-        assert _meta(v2_file)["schema_version"] == "3"
+        assert _meta(v2_file)["schema_version"] == "4"
         first, second = p.runs()
         assert (first.status, first.owner, first.heartbeat_at) == ("finished", None, None)
         # Left "running" by a process that is long gone: no owner, so interrupted.
@@ -160,3 +161,53 @@ def test_v2_file_gains_run_owners_and_a_dead_running_run_reads_interrupted(v2_fi
         p.release_run(2)
     Project.create(tmp_path / "fresh.pretext").close()
     assert _schema(v2_file) == _schema(tmp_path / "fresh.pretext")
+
+
+@pytest.fixture
+def v3_file_with_images(v1_file) -> tuple[Path, np.ndarray]:
+    """A schema-3 file holding a folder's images the old way: one decoded uint8 array
+    in ``dataset_arrays``, as Pretext stored them up to schema 3."""
+    from sqlalchemy import create_engine
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(40, 12, 12, 3), dtype=np.uint8)
+    engine = create_engine(f"sqlite:///{v1_file}")
+    with engine.begin() as conn:
+        migrations.migrate_1_to_2(conn)
+        migrations.migrate_2_to_3(conn)
+        conn.execute(text("UPDATE meta SET value = '3' WHERE key = 'schema_version'"))
+        conn.execute(text("INSERT INTO datasets (name, kind, params, n_items, fingerprint, stats, created_at) "
+                          "VALUES ('photos', 'image-folder', '{}', 40, 'sha256:old', :stats, '2025-01-01 00:00:00')"),
+                     {"stats": json.dumps({"size": [12, 12], "channels": 3})})
+        ds = conn.execute(text("SELECT id FROM datasets WHERE name = 'photos'")).scalar()
+        for name, arr in (("images", images), ("split", (np.arange(40) % 5 == 0).astype(np.uint8)),
+                          ("labels", np.arange(40) % 2)):
+            conn.execute(text("INSERT INTO dataset_arrays (dataset_id, name, dtype, shape, data) "
+                              "VALUES (:d, :n, :t, :s, :b)"),
+                         {"d": ds, "n": name, "t": arr.dtype.name, "s": json.dumps(list(arr.shape)),
+                          "b": np.ascontiguousarray(arr).tobytes()})
+        for name, values in (("item_names", [f"{i}.png" for i in range(40)]), ("class_names", ["a", "b"])):
+            conn.execute(text("INSERT INTO dataset_strings (dataset_id, name, data) VALUES (:d, :n, :v)"),
+                         {"d": ds, "n": name, "v": json.dumps(values)})
+    engine.dispose()
+    return v1_file, images
+
+
+def test_v3_images_become_encoded_items_with_the_same_pixels(v3_file_with_images):
+    """Schema 4 (issue 13): the one-blob images of an old project become one lossless PNG
+    row per item; the pixels, labels and fingerprint read back unchanged."""
+    from engine import workbench
+    path, images = v3_file_with_images
+    with Project.open(path) as p:
+        assert _meta(path)["schema_version"] == "4"
+        rec = p.dataset("photos")
+        assert rec.fingerprint == "sha256:old"
+        assert "images" not in p.dataset_arrays(rec.id)          # the old blob is gone
+        data = workbench.load_dataset(p, "photos")
+        np.testing.assert_array_equal(np.asarray(data.images), images)
+        np.testing.assert_array_equal(data.images[[3, 1]], images[[3, 1]])
+        assert data.labels.tolist() == (np.arange(40) % 2).tolist() and data.split.sum() == 8
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT idx, nbytes, length(data), substr(data, 2, 3) FROM dataset_items "
+                            "ORDER BY idx").fetchall()
+    assert [r[0] for r in rows] == list(range(40))
+    assert all(n == length and png == b"PNG" for _, n, length, png in rows)
