@@ -542,10 +542,15 @@ def cmd_export(args) -> int:
         raise UserError(f"cannot write {out}: there is no folder {out.parent} (create it first)")
     project = _open(args, read_only=True)
     try:
-        if args.format in ("word2vec", "word2vec-bin", "weights"):
+        if args.format in ("word2vec", "word2vec-bin", "weights", "encoder"):
             if not args.run:
                 raise UserError(f"--format {args.format} needs --run")
             run = _run_to_use(project, args.run)
+            if args.format == "encoder":
+                from .workbench import export_encoder
+                for path in export_encoder(project, run.id, out):
+                    print(f"wrote {path}")
+                return 0
             if args.format == "weights":
                 path = export_weights(project, run.id, out)
             else:
@@ -756,12 +761,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_search)
 
-    sp = with_project(sub.add_parser("export", help="embeddings (npy, csv, TensorBoard tsv) or weights"))
+    sp = with_project(sub.add_parser("export", help="embeddings (npy, csv, TensorBoard tsv), weights or "
+                                     "the encoder alone"))
     sp.add_argument("--run", "-r", type=int)
     sp.add_argument("--embedding", type=int)
-    sp.add_argument("--format", "-f", choices=("npy", "csv", "tsv", "weights", "word2vec", "word2vec-bin"),
-                    default="npy", help="word2vec / word2vec-bin: a text run's vectors in the word2vec "
-                    "text or binary format")
+    sp.add_argument("--format", "-f", choices=("npy", "csv", "tsv", "weights", "encoder", "word2vec",
+                                               "word2vec-bin"),
+                    default="npy", help="encoder: an image run's encoder network alone (safetensors + JSON; "
+                    "a ResNet in torchvision's layout), --out a .safetensors file or a folder; "
+                    "word2vec / word2vec-bin: a text run's vectors in the word2vec text or binary format")
     sp.add_argument("--out", "-o", required=True)
     sp.set_defaults(func=cmd_export)
 

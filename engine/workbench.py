@@ -521,7 +521,6 @@ def export_encoder(project: Project, run_id: int, out: Path) -> list[Path]:
     from safetensors.torch import save_file
 
     from .augment import MEAN, STD, normalize
-    from .train import images_tensor
     run = project.run(run_id)
     method, _ = load_trained_method(project, run_id, device="cpu")
     if method.modality != "images":
@@ -579,7 +578,9 @@ def export_encoder(project: Project, run_id: int, out: Path) -> list[Path]:
     if in_ch == C:
         data = load_dataset(project, run.dataset_id)
         with torch.no_grad():
-            x = normalize(images_tensor(data)[:8])
+            # Eight images only: a folder's images are decoded on access, and all of them could be many.
+            first = np.ascontiguousarray(data.images[:8])
+            x = normalize(torch.from_numpy(first).permute(0, 3, 1, 2).contiguous())
             emb, feats = method.embed(x).float(), net(x).float()
             same = emb.shape == feats.shape and bool(torch.allclose(emb, feats, atol=1e-5, rtol=1e-5))
     desc.update(embedding=words, embedding_is_encoder_output=same)
