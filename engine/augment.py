@@ -552,15 +552,17 @@ def preview(images: np.ndarray, cfg: ViewConfig, n: int = 8, seed: int = 0
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Views to draw: ``images`` (N, H, W, C) or (N, H, W) uint8 → (originals, view1, view2),
     each (n, H', W', C) uint8. The n images are a seeded random sample (in data order)."""
-    arr = np.asarray(images)
+    total = len(images)
+    n = min(n, total)
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(total, size=n, replace=False)) if n < total else np.arange(n)
+    # Index first: stored images (engine.data.encoded) decode only the n shown.
+    arr = np.asarray(images[idx])
     if arr.ndim == 3:
         arr = arr[..., None]
     if arr.ndim != 4 or arr.dtype != np.uint8:
         raise TypeError(f"expected uint8 images of shape (N, H, W, C), got {arr.dtype} {arr.shape}")
-    n = min(n, len(arr))
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(len(arr), size=n, replace=False)) if n < len(arr) else np.arange(n)
-    originals = np.ascontiguousarray(arr[idx])
+    originals = np.ascontiguousarray(arr)
     x = torch.from_numpy(originals).permute(0, 3, 1, 2).contiguous()
     g = torch.Generator().manual_seed(int(seed))
     v1, v2 = make_view_pair(x, cfg, g)

@@ -193,6 +193,9 @@ def cmd_datasets(args) -> int:
                 bar.update(done, "files")
             dataset_id, data = import_dataset(project, args.kind, args.name, progress=progress, **params)
             bar.close()
+            if (same := getattr(data, "info", {}).get("already_imported")) is not None:
+                print(f"dataset {dataset_id} {same!r} already holds this data (same fingerprint): nothing imported")
+                return 0
             if getattr(data, "modality", "images") == "text":
                 print(f"added dataset {dataset_id} {args.name or data.name!r}: {data.n} sentences, "
                       f"{data.n_tokens} tokens, {len(data.vocab)} words"
@@ -485,8 +488,8 @@ def cmd_eval(args) -> int:
             raise UserError(f"dataset of run {run.id} has no labels to evaluate against")
         ids, feats = project.load_embeddings(emb.id)
         split = data.split[ids]
-        tr, te = split == 0, split == 1
         labels = data.labels[ids]
+        tr, te = (split == 0) & (labels >= 0), (split == 1) & (labels >= 0)    # -1: no label
         metrics = evaluate.evaluate_features(feats[tr], labels[tr], feats[te], labels[te], k=args.k)
         if args.store:
             last = max((m.step for m in project.metrics(run.id)), default=0)
@@ -502,14 +505,15 @@ def cmd_eval(args) -> int:
 
 
 def cmd_embed(args) -> int:
-    from .train import embed_images, images_tensor
+    from .tasks.feed import ImageFeed
+    from .train import embed_images
     from .workbench import load_dataset, load_trained_method
     project = _open(args)
     try:
         method, device = load_trained_method(project, args.run)
         dataset_id = _resolve_dataset(project, args.dataset) if args.dataset else project.run(args.run).dataset_id
         data = load_dataset(project, dataset_id)
-        feats = embed_images(method, images_tensor(data), device)
+        feats = embed_images(method, ImageFeed(data.images, device), device)
         split = f"dataset:{dataset_id}"
         emb_id = project.save_embeddings(args.run, split, np.arange(len(feats)), feats)
         print(f"embedding set {emb_id}: {feats.shape[0]} x {feats.shape[1]} from run {args.run} on dataset {dataset_id}")

@@ -16,7 +16,7 @@ Memory:
   little in a GUI that has already loaded data sets and models: parameters,
   gradients, optimiser state, the tensors autograd keeps for the backward pass
   (seen through ``torch.autograd.graph.saved_tensors_hooks``, each storage
-  counted once), the loop's copies of the images and the features of one
+  counted once), the loop's decoded copy of the images and the features of one
   evaluation. Temporaries freed inside a layer are not counted, so it is a
   lower bound of the true peak, usually within a few tens of percent.
 
@@ -31,12 +31,14 @@ import statistics
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from . import evaluate
 from .methods import get_method
 from .loop import task_steps
-from .tasks.images import ImageTask, earlier_raw_baselines, training_indices
+from .tasks.feed import PREFETCH
+from .tasks.images import ImageTask, earlier_raw_baselines, raw_pixels, training_indices
 from .train import RunConfig, default_run_config, embed_images, pick_device
 
 #: Items embedded (and classified by kNN and the linear probe) to time one evaluation,
@@ -117,8 +119,12 @@ def _estimate(data, run_config: RunConfig, m_cls, device: torch.device, steps: i
     # The loop's own task: the same data preparation, method and step.
     task = ImageTask(run_config, data)
     task.setup(None)
-    method, images = task.method, task.images
-    data_bytes = images.numel() + n_train * images[0].numel()     # uint8: the loop's two copies
+    method, feed = task.method, task.feed
+    n_items, item_bytes = feed.n, int(np.prod(feed.shape[1:]))
+    # uint8 in memory: the whole decoded set (or the cache filling up to it), else the
+    # batches the DataLoader workers decode ahead.
+    data_bytes = n_items * item_bytes if feed.cache is not None else \
+        task.global_batch * item_bytes * PREFETCH * max(1, tcfg.data_workers)
 
     parts: dict[str, int] = {}
     warning = ""
@@ -131,7 +137,7 @@ def _estimate(data, run_config: RunConfig, m_cls, device: torch.device, steps: i
         seconds_per_step = (time.perf_counter() - t0) * n_train / sample
         steps_per_epoch = 1
         timed_steps = 0
-        parts["normalised images"] = n_train * images[0].numel() * 4
+        parts["normalised images"] = n_train * item_bytes * 4
         parts["parameters"] = _tensor_bytes(method.parameters()) + _tensor_bytes(method.buffers())
     else:
         steps_per_epoch = task.steps_per_epoch
@@ -180,12 +186,12 @@ def _estimate(data, run_config: RunConfig, m_cls, device: torch.device, steps: i
     # also fits the linear probe. Time them on a sample and scale to the whole data set.
     if cancel():
         raise EstimateCancelled()
-    sample = min(len(images), EVAL_SAMPLE)
+    sample = min(n_items, EVAL_SAMPLE)
     t0 = time.perf_counter()
-    feats = embed_images(method, images[:sample], device, amp=amp)
+    feats = embed_images(method, feed.take(np.arange(sample)), device, amp=amp)
     if cuda:
         torch.cuda.synchronize(device)
-    seconds_per_evaluation = (time.perf_counter() - t0) * len(images) / max(1, sample)
+    seconds_per_evaluation = (time.perf_counter() - t0) * n_items / max(1, sample)
     seconds_linear_probe = seconds_baselines = 0.0
     tr, te = data.split[:sample] == 0, data.split[:sample] == 1
     if data.labels is not None and tr.sum() >= 2 and te.sum() >= 1:
@@ -200,15 +206,15 @@ def _estimate(data, run_config: RunConfig, m_cls, device: torch.device, steps: i
         seconds_linear_probe = (time.perf_counter() - t0) * n_tr / tr.sum()
         if need_baselines:
             # kNN and the linear probe on the raw pixels, once per data set.
-            raw = evaluate.raw_pixel_features(data.images[:sample])
+            raw = evaluate.raw_pixel_features(raw_pixels(data.images, np.arange(sample)))
             t0 = time.perf_counter()
             evaluate.knn_accuracy(raw[tr], y[tr], raw[te], y[te], k=tcfg.knn_k)
             seconds_baselines = (time.perf_counter() - t0) * knn_scale
             t0 = time.perf_counter()
             evaluate.linear_probe_accuracy(raw[tr], y[tr], raw[te], y[te])
             seconds_baselines += (time.perf_counter() - t0) * n_tr / tr.sum()
-    parts["images (the loop's copies)"] = int(data_bytes)
-    parts["evaluation features"] = int(len(images) * (feats.shape[1] if feats.ndim == 2 else 0) * 4)
+    parts["images (the loop's copy)"] = int(data_bytes)
+    parts["evaluation features"] = int(n_items * (feats.shape[1] if feats.ndim == 2 else 0) * 4)
 
     # Embeddings the run computes: the final one, the untrained baseline (labelled data),
     # and one per `eval_every` epochs before the last (see ``total_seconds``).
@@ -233,7 +239,7 @@ def _estimate(data, run_config: RunConfig, m_cls, device: torch.device, steps: i
     out["evaluations"] = evaluations(out, tcfg.epochs, tcfg.eval_every)
     out["epochs"] = int(epochs)
     out["total_seconds"] = total_seconds(out, tcfg.epochs, tcfg.eval_every, tcfg.linear_probe_every_eval)
-    del method, images, task
+    del method, feed, task
     if cuda:
         torch.cuda.empty_cache()
     return out

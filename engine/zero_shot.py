@@ -36,7 +36,8 @@ def load_clip_run(project, run_id: int):
 
 def image_embeddings(project, run_id: int, dataset_id: int, method, device) -> np.ndarray:
     """The run's stored final image embeddings when ``dataset_id`` is its own dataset, else fresh ones."""
-    from .train import embed_images, images_tensor
+    from .tasks.feed import ImageFeed
+    from .train import embed_images
     from .workbench import final_embeddings, load_dataset
     run = project.run(run_id)
     data = load_dataset(project, dataset_id)
@@ -46,7 +47,7 @@ def image_embeddings(project, run_id: int, dataset_id: int, method, device) -> n
             full = np.zeros_like(vectors)
             full[ids] = vectors
             return full
-    return embed_images(method, images_tensor(data), device)
+    return embed_images(method, ImageFeed(data.images, device), device)
 
 
 def search_images(project, run_id: int, text: str, k: int = 10,

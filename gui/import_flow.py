@@ -276,6 +276,9 @@ class ImportFlow(QObject):
         name = project.dataset(dataset_id).name
         unit = unit_of(data)
         info = getattr(data, "info", None) or {}
+        if info.get("already_imported") is not None:
+            self.message.emit(f"{name} already holds this data (same fingerprint): nothing imported", 8000)
+            return
         ignored = info.get("ignored_files") or []
         n_ignored = int(info.get("n_ignored_files", len(ignored)))
         left_out = f"; {_files(n_ignored)} left out (not images, or hidden)" if n_ignored else ""

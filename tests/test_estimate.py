@@ -55,7 +55,8 @@ def test_estimate_times_real_steps_and_counts_memory(project):
     assert 2 * params <= parts["optimiser state"] <= 2 * params + 8 * n_tensors
     # The first convolution alone keeps its input, two views of 64 float images, for the backward pass.
     assert parts["saved activations"] > 2 * 64 * 8 * 8 * 4
-    assert parts["images (the loop's copies)"] == data.images.nbytes + n_train * 8 * 8
+    # One decoded copy of the whole set (the feed; issue 13 dropped the second, train-only copy).
+    assert parts["images (the loop's copy)"] == data.images.nbytes
 
 
 def test_memory_grows_with_the_batch_and_time_scales_with_epochs(project):

@@ -21,15 +21,21 @@ from .feed import EpochBatches, ImageFeed
 from .base import Task
 
 
-# Baselines whose raw-pixel work (items × pixels at ≤ RAW_SIDE px) is below this are
-# computed before the first step (the built-in sets: 6 M); larger ones after the run.
-EARLY_BASELINE_WORK = 20_000_000
+# The baselines of a data set up to this size decoded (the built-in sets: 6 MB) are computed
+# before the first step; those of larger ones after the run: embedding every image with the
+# untrained network and fitting two probes takes minutes on thousands of photos.
+EARLY_BASELINE_BYTES = 20_000_000
 RAW_SIDE = 32
 
 
-def raw_pixels(images) -> np.ndarray:
-    """The images at most RAW_SIDE px on a side: stored images are decoded at that size
-    (a fraction of the work of full size); arrays are left to raw_pixel_features."""
+def raw_pixels(images, index: np.ndarray | None = None) -> np.ndarray:
+    """The images (those at ``index``) at most RAW_SIDE px on a side: stored images are
+    decoded at that size (a fraction of the work of full size); arrays are left to
+    raw_pixel_features."""
+    if isinstance(images, np.ndarray):
+        return images if index is None else images[index]
+    if index is not None:
+        images = images.take(index) if hasattr(images, "take") else np.asarray(images[index])
     if hasattr(images, "at_size") and images.shape[1] > RAW_SIDE:
         images = images.at_size(RAW_SIDE)
     if isinstance(images, np.ndarray):
@@ -148,8 +154,7 @@ class ImageTask(Task):
         if self.project is None or not self.can_eval:
             return None
         data = self.data
-        side = min(data.height, RAW_SIDE)
-        if data.n * side * side * data.channels > EARLY_BASELINE_WORK:
+        if data.n * data.height * data.width * data.channels > EARLY_BASELINE_BYTES:
             self.late = True
             if self.iterative:      # the untrained network, kept for its baseline after the run
                 self.initial_state = {k: v.detach().to("cpu", copy=True) for k, v in self.method.state_dict().items()}

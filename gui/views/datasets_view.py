@@ -520,8 +520,9 @@ class DatasetsView(QWidget, ImportingView):
                 ("Split", f"{s['split']['train']:,} train / {s['split']['test']:,} test")]
         if rec.params:
             rows.append(("Imported with", ", ".join(f"{k}={v}" for k, v in rec.params.items())))
-        mean = d.images.reshape(-1, d.channels).mean(axis=0) if d.n <= 20000 else \
-            d.images[:: max(1, d.n // 20000)].reshape(-1, d.channels).mean(axis=0)
+        # At most 256 images, spread over the set: stored images are decoded on demand.
+        sample = np.asarray(d.images[np.unique(np.linspace(0, d.n - 1, min(d.n, 256)).astype(int))])
+        mean = sample.reshape(-1, d.channels).mean(axis=0)
         rows.append(("Mean pixel", " / ".join(f"{m:.0f}" for m in mean)))
         if d.captions is not None:
             rows.append(("Captions", f"{s['n_captions']:,}"))
