@@ -278,7 +278,7 @@ def test_cpu_and_gpu_defaults_are_valid_settings(name, digits):
     train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
     assert set(m.train_defaults) <= train_keys          # the GUI reads them as loop settings
     run = default_run_config(name, digits[0], {k: str(v) for k, v in m.gpu_defaults.items()})
-    assert run.method_config.backbone == "resnet18-cifar"
+    assert run.method_config.backbone == "resnet18-auto"
     cfg = run.method_config
     if name == "moco":
         assert cfg.queue_size % run.train.batch_size == 0

@@ -55,7 +55,7 @@ class Autoencoder(ImageMethod):
     name = "autoencoder"
     Config = AutoencoderConfig
     uses_views = False
-    gpu_defaults = {"backbone": "resnet18-cifar", "batch_size": 512, "epochs": 50}
+    gpu_defaults = {"backbone": "resnet18-auto", "batch_size": 512, "epochs": 50}
     reconstructs = Reconstruction(input_title="input", redraws="noise")
     card = MethodCard(
         title="Autoencoder", family="bottleneck",

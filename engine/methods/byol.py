@@ -43,7 +43,7 @@ class BYOL(ImageMethod):
     Config = BYOLConfig
     # A CIFAR-10 recipe (as in lightly's and solo-learn's benchmarks): ResNet-18, BYOL's head
     # sizes, batch 512, SGD with weight decay 5e-4 (the paper uses LARS at batch 4096).
-    gpu_defaults = {"backbone": "resnet18-cifar", "batch_size": 512, "epochs": 200, "optimizer": "sgd",
+    gpu_defaults = {"backbone": "resnet18-auto", "batch_size": 512, "epochs": 200, "optimizer": "sgd",
                     "lr": 0.12, "weight_decay": 5e-4, "hidden_dim": 4096, "projection_dim": 256,
                     "tau_base": 0.99}
     card = MethodCard(

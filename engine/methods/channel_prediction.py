@@ -62,7 +62,7 @@ class ChannelPrediction(ImageMethod):
     Config = ChannelPredictionConfig
     uses_views = False
     reconstructs = Reconstruction(input_title="channel removed", redraws="masks")
-    gpu_defaults = {"backbone": "resnet18-cifar", "batch_size": 512, "epochs": 50}
+    gpu_defaults = {"backbone": "resnet18-auto", "batch_size": 512, "epochs": 50}
     card = MethodCard(
         title="Channel prediction", family="masking",
         learns="What objects and materials look like: predicting a missing colour channel from "

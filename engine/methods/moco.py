@@ -50,7 +50,7 @@ class MoCo(ImageMethod):
     Config = MoCoConfig
     # MoCo's CIFAR-10 recipe (the official CIFAR demo, as in lightly's and solo-learn's benchmarks):
     # ResNet-18, batch 512, SGD lr 0.06 with weight decay 5e-4, K = 4096, m = 0.99, τ = 0.1.
-    gpu_defaults = {"backbone": "resnet18-cifar", "batch_size": 512, "epochs": 200, "optimizer": "sgd",
+    gpu_defaults = {"backbone": "resnet18-auto", "batch_size": 512, "epochs": 200, "optimizer": "sgd",
                     "lr": 0.06, "weight_decay": 5e-4, "hidden_dim": 2048, "queue_size": 4096,
                     "momentum": 0.99, "temperature": 0.1}
     card = MethodCard(

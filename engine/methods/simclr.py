@@ -29,7 +29,7 @@ class SimCLRConfig:
 class SimCLR(ImageMethod):
     name = "simclr"
     Config = SimCLRConfig
-    gpu_defaults = {"backbone": "resnet18-cifar", "batch_size": 512, "epochs": 100, "lr": 1e-3}
+    gpu_defaults = {"backbone": "resnet18-auto", "batch_size": 512, "epochs": 100, "lr": 1e-3}
     card = MethodCard(
         title="SimCLR", family="siamese",
         learns="Features that are the same for two augmentations of one image and different "

@@ -38,7 +38,7 @@ class SimSiam(ImageMethod):
     # The paper's CIFAR-10 recipe (appendix D): ResNet-18, 2-layer projector of 2048, predictor
     # bottleneck 512, SGD lr 0.03·batch/256 with weight decay 5e-4, batch 512, 800 epochs
     # (200 here). The paper keeps the predictor's learning rate fixed; the loop decays it with the rest.
-    gpu_defaults = {"backbone": "resnet18-cifar", "batch_size": 512, "epochs": 200, "optimizer": "sgd",
+    gpu_defaults = {"backbone": "resnet18-auto", "batch_size": 512, "epochs": 200, "optimizer": "sgd",
                     "lr": 0.06, "weight_decay": 5e-4, "dim": 2048, "pred_dim": 512, "projector_layers": 2}
     card = MethodCard(
         title="SimSiam", family="siamese",

@@ -66,7 +66,7 @@ class SwAV(ImageMethod):
     Config = SwAVConfig
     # A CIFAR-10 recipe (as in solo-learn's): ResNet-18, 3000 prototypes, batch 256 with a queue
     # of 3840 embeddings started after ~15 epochs, prototypes frozen for ~2 epochs, two 32-px crops.
-    gpu_defaults = {"backbone": "resnet18-cifar", "batch_size": 256, "epochs": 200, "hidden_dim": 2048,
+    gpu_defaults = {"backbone": "resnet18-auto", "batch_size": 256, "epochs": 200, "hidden_dim": 2048,
                     "n_prototypes": 3000, "queue_size": 3840, "queue_start_step": 3000,
                     "freeze_prototypes_steps": 400}
     card = MethodCard(
