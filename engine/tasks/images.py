@@ -55,6 +55,7 @@ class ImageTask(Task):
             self.device = pick_device(tcfg.device)
         self.amp = tcfg.amp and self.device.type == "cuda"
 
+        check_linked_files(data.images)
         # Data: train split only for training; everything for evaluation and maps. The feed
         # holds the decoded set in memory (on the GPU there) or streams it (engine/tasks/feed.py).
         self.feed = ImageFeed(data.images, self.device, tcfg.cache_mb, tcfg.data_workers)
@@ -217,6 +218,18 @@ class ImageTask(Task):
         feats = self.features
         extra = self.method.extra_embeddings(self.data)      # e.g. CLIP's captions
         return [("all", np.arange(len(feats)), feats)] + [(split, ids, v) for split, (ids, v) in extra.items()]
+
+
+def check_linked_files(images) -> None:
+    """A ``link=true`` collection whose files moved or changed stops the run before its
+    first step, naming them, rather than halfway through an epoch (one stat per file)."""
+    problems = getattr(getattr(images, "source", None), "problems", None)
+    found = problems(limit=20) if problems is not None else []
+    if found:
+        listed = "; ".join(f"{path} ({why})" for path, why in found[:5])
+        more = " and more" if len(found) > 5 else ""
+        raise ValueError(f"{len(found) if len(found) < 20 else 'at least 20'} linked image files are missing "
+                         f"or changed since the import: {listed}{more}. Put them back, or import the folder again")
 
 
 def training_indices(data, max_items: int = 0) -> np.ndarray:

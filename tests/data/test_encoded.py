@@ -149,3 +149,17 @@ def test_link_mode_needs_a_folder(tmp_path):
             z.write(f, f.relative_to(folder))
     with pytest.raises(DataError, match="link=true keeps references to files in a folder"):
         load_images("image-folder", path=archive, link=True)
+
+
+def test_a_run_on_moved_linked_files_stops_before_its_first_step(tmp_path):
+    from engine.train import Failed, Step
+    folder = _folder(tmp_path / "imgs", 30)
+    with Project.create(tmp_path / "p.pretext") as p:
+        workbench.import_dataset(p, "image-folder", "linked", path=str(folder), size=16, link=True)
+        gone = sorted(folder.rglob("*.jpg"))[4]
+        gone.unlink()
+        run = workbench.create_run(p, "linked", "simclr", {"epochs": "1", "width": "4", "batch_size": "8"})
+        events = list(workbench.run_training(p, run))
+        assert not any(isinstance(e, Step) for e in events)
+        assert isinstance(events[-1], Failed) and f"{gone} (missing)" in events[-1].error
+        assert "linked image files are missing or changed" in events[-1].error
