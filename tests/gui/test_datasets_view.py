@@ -90,8 +90,8 @@ def test_project_and_datasets_views_import_through_the_same_flow(window, project
     folder = _image_folder(tmp_path / "imgs")
     # Slow each decode a little, so that Cancel (clicked at once) lands before the loader's last
     # progress report and nothing is stored; the loader and the flow are otherwise the real ones.
-    decode = folder_loader._decode
-    monkeypatch.setattr(folder_loader, "_decode", lambda *a: (time.sleep(0.03), decode(*a))[1])
+    store_one = folder_loader._store_one
+    monkeypatch.setattr(folder_loader, "_store_one", lambda *a, **k: (time.sleep(0.03), store_one(*a, **k))[1])
     pv, dv = window.project_view, window.datasets_view
     before = [d.name for d in project.datasets()]
     results = {}
