@@ -138,6 +138,45 @@ def test_linear_probe_single_training_class():
     assert linear_probe_accuracy(x[:10], np.zeros(10), x[10:], np.array([0] * 7 + [1] * 3)) == 0.7
 
 
+@pytest.mark.parametrize("informative,redundant", [(20, 0), (40, 10)])
+def test_linear_probe_torch_agrees_with_sklearn(informative, redundant):
+    from sklearn.datasets import make_classification
+    x, y = make_classification(n_samples=4000, n_features=64, n_informative=informative, n_redundant=redundant,
+                               n_classes=10, n_clusters_per_class=1, random_state=0)
+    x = x.astype(np.float32)
+    ours = linear_probe_accuracy(x[:3000], y[:3000], x[3000:], y[3000:])
+    theirs = linear_probe_accuracy(x[:3000], y[:3000], x[3000:], y[3000:], backend="sklearn")
+    assert 0.4 < theirs < 0.8                      # a problem where the probe has work to do
+    assert abs(ours - theirs) <= 0.005
+
+
+def test_linear_probe_is_deterministic_and_label_values_do_not_matter():
+    x, y = blobs(300, 3, 16, spread=0.6, seed=6)
+    args = (x[:600], y[:600], x[600:], y[600:])
+    acc = linear_probe_accuracy(*args)
+    assert 0.5 < acc < 0.99
+    assert linear_probe_accuracy(*args) == acc
+    # Labels 3, 7, 42 instead of 0, 1, 2: the same problem.
+    relabel = np.array([3, 7, 42])
+    assert linear_probe_accuracy(x[:600], relabel[y[:600]], x[600:], relabel[y[600:]]) == acc
+    # Tensors in, and the loss summed over pieces of 97 rows: the same optimisation.
+    assert linear_probe_accuracy(torch.from_numpy(x[:600]), torch.from_numpy(y[:600]),
+                                 torch.from_numpy(x[600:]), torch.from_numpy(y[600:])) == acc
+    assert linear_probe_accuracy(*args, chunk=97) == pytest.approx(acc, abs=0.004)
+
+
+def test_linear_probe_constant_feature_and_bad_arguments():
+    x, y = blobs(100, 2, 4, spread=4.0, seed=7)
+    x[:, 2] = 5.0                                  # a constant column must not become NaN
+    assert linear_probe_accuracy(x[:150], y[:150], x[150:], y[150:]) >= 0.95
+    with pytest.raises(ValueError):
+        linear_probe_accuracy(x[:150], y[:150], x[150:, :3], y[150:])
+    with pytest.raises(ValueError):
+        linear_probe_accuracy(x[:150], y[:149], x[150:], y[150:])
+    with pytest.raises(ValueError):
+        linear_probe_accuracy(x[:150], y[:150], x[150:], y[150:], backend="svm")
+
+
 # --------------------------------------------------------------------------- collapse
 
 def test_collapse_metrics_healthy_gaussian():
