@@ -23,7 +23,7 @@ import numpy as np
 
 __all__ = [
     "ImageData", "DataError", "DataCancelled", "ParamSpec", "DatasetKind", "DATASET_KINDS",
-    "load_images", "stratified_split", "Progress", "Cancel",
+    "load_images", "stratified_split", "Progress", "Cancel", "picture",
 ]
 
 Progress = Callable[[int, int], None]
@@ -431,6 +431,13 @@ def load_images(kind: str, progress: Progress | None = None, cancel: Cancel | No
     module_name, _, function = _LOADER_MODULES[kind].partition(":")
     module = importlib.import_module(module_name)
     return getattr(module, function or "load")(progress=progress, cancel=cancel, **values)
+
+
+def picture(images, i: int) -> np.ndarray:
+    """Item ``i`` for a person to look at: stored images at their stored resolution (up to
+    the import's store_size, decoded now), arrays as they are."""
+    original = getattr(images, "original", None)
+    return original(i) if original is not None else images[i]
 
 
 def check_cancel(cancel: Cancel | None) -> None:

@@ -236,6 +236,12 @@ class EncodedImages:
         out = self[:]
         return out if dtype is None else out.astype(dtype)
 
+    def original(self, i: int) -> np.ndarray:
+        """Item ``i`` at its stored resolution (centre-cropped to a square): what a person
+        looks at in a thumbnail or the map's hover, sharper than the training size."""
+        data = self.source.read(self.positions(np.asarray([int(i)])))[0]
+        return decode(data, None, self.channels)
+
     def take(self, index) -> EncodedImages:
         return EncodedImages(self.source, self.size, self.channels, self.positions(index), self.threads)
 
@@ -254,8 +260,9 @@ class EncodedImages:
 # --- decoding ---------------------------------------------------------------------------
 
 
-def decode(data: bytes, size: int, channels: int) -> np.ndarray:
-    """Encoded bytes → ``(size, size, channels)`` uint8: upright, centre-cropped, resized.
+def decode(data: bytes, size: int | None, channels: int) -> np.ndarray:
+    """Encoded bytes → ``(size, size, channels)`` uint8: upright, centre-cropped, resized
+    (``size=None``: not resized, the side of the stored image).
 
     The same steps as the folder import has always used (draft decoding of
     JPEGs at 1/2…1/8 scale, EXIF orientation, alpha over white, LANCZOS), so a
@@ -263,7 +270,7 @@ def decode(data: bytes, size: int, channels: int) -> np.ndarray:
     """
     with Image.open(io.BytesIO(data)) as im:
         gray = channels == 1
-        if im.format in ("JPEG", "MPO"):
+        if im.format in ("JPEG", "MPO") and size is not None:
             im.draft("L" if gray else None, (size, size))
         im.load()
         im = upright(im)
@@ -277,7 +284,7 @@ def decode(data: bytes, size: int, channels: int) -> np.ndarray:
             # box and bleed the cropped-away borders into the edge pixels.
             left, top = (w - side) // 2, (h - side) // 2
             im = im.crop((left, top, left + side, top + side))
-        if side != size:
+        if size is not None and side != size:
             im = im.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
         arr = np.asarray(im)
     if arr.ndim == 2:

@@ -28,6 +28,8 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListView, QMenu, QMessageBox, QPushButton,
                                QSplitter, QStackedWidget, QTabWidget, QTextBrowser, QVBoxLayout, QWidget)
 
+from engine.data import picture
+
 from ..images import thumbnail
 from ..import_flow import ImportingView
 from ..picture_grid import PictureGrid
@@ -84,7 +86,7 @@ class ThumbnailModel(QAbstractListModel):
     def pixmap(self, i: int):
         pm = self._cache.get(i)
         if pm is None:
-            pm = thumbnail(self.data_set.images[i], self.thumb)
+            pm = thumbnail(picture(self.data_set.images, i), self.thumb)
             self.thumbnails_made += 1
             self._cache[i] = pm
             if len(self._cache) > CACHE_ITEMS:

@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListView, QListWidget, QLis
                                QProgressBar, QSplitter, QStackedWidget, QStyle, QToolButton, QVBoxLayout,
                                QWidget)
 
+from engine.data import picture
 from engine.explore.map import MapData, compute_umap, load_map_data
 
 from ..images import thumbnail
@@ -470,7 +471,7 @@ class MapView(MapColours, MapTimeline, MapSelection, MapCompare, ScatterHost, Ru
     def item_image(self, i: int) -> np.ndarray | None:
         """Point ``i``'s image, or None for data without images (a text run's points are words)."""
         images = getattr(self.info.data, "images", None)
-        return None if images is None else images[int(self.info.ids[i])]
+        return None if images is None else picture(images, int(self.info.ids[i]))
 
     @property
     def shows_words(self) -> bool:

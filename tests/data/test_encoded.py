@@ -163,3 +163,13 @@ def test_a_run_on_moved_linked_files_stops_before_its_first_step(tmp_path):
         assert not any(isinstance(e, Step) for e in events)
         assert isinstance(events[-1], Failed) and f"{gone} (missing)" in events[-1].error
         assert "linked image files are missing or changed" in events[-1].error
+
+
+def test_pictures_for_people_come_at_the_stored_resolution():
+    from engine.data import picture
+    photo = _jpeg((200, 40, 40), (120, 90))
+    images = EncodedImages(MemoryItems([photo]), 16, 3)
+    assert images[0].shape == (16, 16, 3)                   # what training sees
+    assert picture(images, 0).shape == (90, 90, 3)          # what the hover card shows
+    arr = np.zeros((2, 8, 8, 1), np.uint8)
+    assert picture(arr, 1).shape == (8, 8, 1)
