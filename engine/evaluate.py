@@ -8,9 +8,12 @@ the project file as they are.
   (InstDisc) used by MoCo, SimSiam and lightly to monitor self-supervised
   training; ours, in torch, chunked over the test set.
 * :func:`linear_probe_accuracy` — logistic regression on frozen, standardised
-  features (scikit-learn).
+  features: scikit-learn's objective, fitted with torch's L-BFGS on the
+  features' device (scikit-learn itself with ``backend="sklearn"``).
 * :func:`collapse_metrics` — the SimSiam output-std monitor and RankMe's
   effective rank.
+* :func:`raw_pixel_features` (at most 32×32 pixels an image) and
+  :func:`principal_components` — the raw-pixel baseline, kept cheap.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ __all__ = [
     "collapse_metrics",
     "evaluate_features",
     "raw_pixel_features",
+    "principal_components",
 ]
 
 
@@ -398,22 +402,89 @@ def evaluate_features(train_x, train_y, test_x, test_y, *, prefix: str = "", k: 
     return out
 
 
-def raw_pixel_features(images_uint8: np.ndarray) -> np.ndarray:
+# Raw-pixel baselines see images at most this many pixels on a side.
+RAW_PIXEL_SIDE = 32
+
+
+def raw_pixel_features(images) -> np.ndarray:
     """Pixels as features, the baseline every representation must beat.
 
-    ``(N, H, W, C)`` (or ``(N, H, W)``) → ``(N, H*W*C)`` float32: integer
+    ``(N, H, W, C)`` (or ``(N, H, W)``) → ``(N, h*w*C)`` float32: integer
     images are divided by 255 (float images are taken to be in [0, 1]
     already), then each image has its own mean subtracted. Centring per image
     rather than by a data-set mean keeps the features a function of each image
     alone, so train and test can be converted separately and agree; it makes
     the cosine similarity of the kNN a correlation between images.
+
+    Images up to 32×32 keep every pixel (h, w = H, W). Larger ones are shrunk
+    so that their longer side is 32 (square images to 32×32), each new pixel
+    the mean of the pixels it covers (torch's "area" resize), so the baseline
+    costs at most 32·32·C features per image at any image size.
+
+    ``images`` is an array or tensor, or an iterable of such chunks of equal
+    image size (e.g. a generator reading a large collection piece by piece):
+    the result is the same as for the chunks stacked, and memory stays about
+    the size of the result. To cut the dimension further, see
+    :func:`principal_components`.
     """
-    x = _to_numpy(images_uint8)
+    if isinstance(images, (np.ndarray, torch.Tensor)):
+        return _raw_pixels(images)
+    parts = [_raw_pixels(chunk) for chunk in images]
+    if not parts:
+        raise ValueError("raw_pixel_features: no images")
+    return np.concatenate(parts)
+
+
+def _raw_pixels(images) -> np.ndarray:
+    x = _to_numpy(images)
     n = x.shape[0]
-    if np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_:
-        feats = x.reshape(n, -1).astype(np.float32) / np.float32(255.0)
+    integer = np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_
+    h, w = x.shape[1:3]
+    if max(h, w) <= RAW_PIXEL_SIDE:
+        if integer:
+            feats = x.reshape(n, -1).astype(np.float32) / np.float32(255.0)
+        else:
+            feats = x.reshape(n, -1).astype(np.float32)
     else:
-        feats = x.reshape(n, -1).astype(np.float32)
+        scale = RAW_PIXEL_SIDE / max(h, w)
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        channels = x.shape[3] if x.ndim == 4 else 1
+        feats = np.empty((n, size[0] * size[1] * channels), dtype=np.float32)
+        # 256 images at a time, so the float copy of a chunk of big images stays small.
+        for i in range(0, n, 256):
+            part = torch.from_numpy(np.ascontiguousarray(x[i:i + 256])).reshape(-1, h, w, channels)
+            part = part.permute(0, 3, 1, 2).float()
+            if integer:
+                part /= 255.0
+            small = F.interpolate(part, size=size, mode="area")
+            feats[i:i + 256] = small.permute(0, 2, 3, 1).reshape(len(part), -1).numpy()   # H, W, C order
     if feats.shape[1]:
         feats -= feats.mean(axis=1, keepdims=True)
     return feats
+
+
+def principal_components(train_x, *others, dim: int = 256, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """``train_x`` and each of ``others`` projected on the first ``dim`` principal components of ``train_x``.
+
+    Fitted on the training features only (their mean and top directions,
+    from ``torch.pca_lowrank`` on at most 20,000 rows drawn with ``seed`` —
+    plenty to find 256 directions), then applied to every array given, e.g.
+    ``tr, te = principal_components(raw[train], raw[test])``. Makes the
+    raw-pixel probes cheap on wide images: 3,072 → 256 features. Features
+    that already have at most ``dim`` dimensions come back as float32,
+    unprojected. Returns float32 arrays, one per input.
+    """
+    xtr = torch.from_numpy(_to_numpy(train_x, np.float32).reshape(len(train_x), -1))
+    rest = [torch.from_numpy(_to_numpy(o, np.float32).reshape(len(o), -1)) for o in others]
+    n, d = xtr.shape
+    if d <= dim:
+        return tuple(t.numpy() for t in (xtr, *rest))
+    gen = torch.Generator().manual_seed(seed)
+    sample = xtr[torch.randperm(n, generator=gen)[:20_000]] if n > 20_000 else xtr
+    mean = sample.mean(dim=0)
+    q = min(dim + 10, *sample.shape)           # a few extra directions make the top ones accurate
+    with torch.random.fork_rng(devices=[]):    # pca_lowrank draws from the global generator
+        torch.manual_seed(seed)
+        _, _, v = torch.pca_lowrank(sample - mean, q=q, center=False)
+    v = v[:, :dim]
+    return tuple(((t - mean) @ v).numpy() for t in (xtr, *rest))

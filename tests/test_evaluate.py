@@ -11,6 +11,7 @@ from engine.evaluate import (
     knn_accuracy,
     knn_predict,
     linear_probe_accuracy,
+    principal_components,
     raw_pixel_features,
 )
 
@@ -240,3 +241,40 @@ def test_raw_pixel_features():
     # Each image on its own: converting a subset gives the same rows.
     np.testing.assert_array_equal(raw_pixel_features(imgs[2:4]), f[2:4])
     assert raw_pixel_features(imgs[..., 0]).shape == (6, 20)
+
+
+def test_raw_pixel_features_shrinks_large_images_and_takes_chunks():
+    imgs = np.random.default_rng(8).integers(0, 256, size=(10, 96, 96, 3), dtype=np.uint8)
+    f = raw_pixel_features(imgs)
+    assert f.shape == (10, 32 * 32 * 3) and f.dtype == np.float32
+    # 96 -> 32: each feature is the mean of a 3×3 block, then the image's mean is subtracted.
+    blocks = imgs.reshape(10, 32, 3, 32, 3, 3).mean(axis=(2, 4)).reshape(10, -1) / 255.0
+    np.testing.assert_allclose(f, blocks - blocks.mean(axis=1, keepdims=True), atol=1e-5)
+    # A generator of chunks gives the same rows as the whole array.
+    np.testing.assert_array_equal(raw_pixel_features(imgs[i:i + 3] for i in range(0, 10, 3)), f)
+    # Longer side to 32, aspect kept; grayscale too.
+    assert raw_pixel_features(imgs[:, :48, :, 0]).shape == (10, 16 * 32)
+    # A constant image has no features left after centring.
+    flat = np.full((2, 64, 64, 3), 77, dtype=np.uint8)
+    np.testing.assert_allclose(raw_pixel_features(flat), 0.0, atol=1e-6)
+    with pytest.raises(ValueError):
+        raw_pixel_features(iter([]))
+
+
+def test_principal_components_fit_on_train_only():
+    rng = np.random.default_rng(9)
+    basis = np.linalg.qr(rng.normal(size=(300, 3)))[0].T          # three orthonormal directions
+    train = (rng.normal(size=(500, 3)) * [10.0, 5.0, 2.0]) @ basis + 3.0 + rng.normal(size=(500, 300)) * 0.01
+    test = rng.normal(size=(40, 300))
+    tr, te = principal_components(train, test, dim=3)
+    assert tr.shape == (500, 3) and te.shape == (40, 3) and tr.dtype == np.float32
+    # The projection keeps the training variance along the three directions, largest first ...
+    np.testing.assert_allclose(tr.std(axis=0), [10.0, 5.0, 2.0], rtol=0.1)
+    # ... and the test set goes through the training mean and directions.
+    centred = train - train.mean(axis=0)
+    directions = np.linalg.lstsq(centred, tr, rcond=None)[0]
+    np.testing.assert_allclose(te, (test - train.mean(axis=0)) @ directions, atol=1e-3)
+    again = principal_components(train, test, dim=3)
+    np.testing.assert_array_equal(again[0], tr)
+    # Narrow features come back unprojected.
+    np.testing.assert_array_equal(principal_components(train[:, :5], dim=8)[0], train[:, :5].astype(np.float32))
