@@ -215,3 +215,41 @@ def test_map_colours_by_attribute_and_shows_captions(window, project, qtbot):
     mv.hover_point(5)
     assert data.captions[5] in mv.hover_text.text()
     assert mv.hover_image.pixmap().width() == 96          # 16×16 scaled up 6×
+
+
+@pytest.mark.timeout(240)
+def test_an_image_folder_imports_and_trains_streamed_from_the_gui(window, project, qtbot, tmp_path, set_field):
+    """Issue 13 in the app: a folder imported through the Datasets view is stored encoded,
+    and a run on it streams its batches from decoding worker processes to the end."""
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for i in range(120):
+        folder = tmp_path / "photos" / ("red" if i % 2 else "blue")
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 60, (48, 64, 3), dtype=np.uint8)
+        pixels[..., 0 if i % 2 else 2] += 180
+        Image.fromarray(pixels).save(folder / f"{i}.jpg", quality=85)
+    dv = window.datasets_view
+    window.show_view("datasets")
+    assert dv.import_dataset("image-folder", "photos", path=str(tmp_path / "photos"), size=24)
+    qtbot.waitUntil(lambda: "photos" in [d.name for d in project.datasets()] and not dv.cancel_button.isVisible(),
+                    timeout=60_000)
+    rec = project.dataset("photos")
+    assert rec.n_items == 120 and project.dataset_items(rec.id) is not None
+    tv = window.train_view
+    window.show_view("train")
+    qtbot.waitUntil(lambda: tv.dataset_combo.findText("photos", Qt.MatchFlag.MatchStartsWith) >= 0, timeout=10_000)
+    tv.dataset_combo.setCurrentIndex(tv.dataset_combo.findText("photos", Qt.MatchFlag.MatchStartsWith))
+    tv.method_combo.setCurrentIndex(tv.method_combo.findData("simclr"))
+    for name, value in (("epochs", 2), ("batch_size", 32), ("cache_mb", 0), ("data_workers", 2)):
+        set_field(tv.train_form, name, value)
+    set_field(tv.method_form, "width", 4)
+    assert tv.start_button.isEnabled(), tv.config_problems.text()
+    qtbot.mouseClick(tv.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: tv.run_id is not None and project.run(tv.run_id).status == "finished", timeout=180_000)
+    run = project.run(tv.run_id)
+    assert run.config["train"]["data_workers"] == 2 and run.config["train"]["cache_mb"] == 0
+    emb = final_embeddings(project, run.id)
+    assert emb.n == 120
+    latest = project.latest_metrics(run.id)
+    assert latest["raw_knn"] > 0.9 and 0.0 <= latest["knn"] <= 1.0      # red vs blue: easy for raw pixels
