@@ -292,7 +292,9 @@ DATASET_KINDS: dict[str, DatasetKind] = {
     "image-folder": DatasetKind(
         "image-folder", "Image folder or .zip",
         "Your own images from a folder or a .zip archive. Images in sub-folders are "
-        "labelled by the sub-folder name; top-level train/ and test/ folders become the split.",
+        "labelled by the sub-folder name; top-level train/ and test/ folders become the split. "
+        "The project keeps a copy of each image (no bigger than store size), or with link only "
+        "where the files are.",
         [ParamSpec("path", Path, None, "A folder of images or a .zip file.", required=True),
          _SIZE,
          ParamSpec("channels", str, "auto", "auto keeps grayscale data grayscale; rgb or gray forces one.",

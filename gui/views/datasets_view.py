@@ -492,6 +492,8 @@ class DatasetsView(QWidget, ImportingView):
                 ("Split", f"{s['split']['train']:,} train / {s['split']['heldout']:,} held out")]
         if rec.params:
             rows.append(("Imported with", ", ".join(f"{k}={v}" for k, v in rec.params.items())))
+        if stored.get("storage"):
+            rows.append(("Stored as", stored["storage"]))
         parts = ["<table cellspacing=2>"] + [f"<tr><td><b>{e(k)}</b>&nbsp;</td><td>{e(str(v))}</td></tr>"
                                              for k, v in rows] + ["</table>"]
         n_top = min(25, len(d.vocab))
@@ -522,6 +524,8 @@ class DatasetsView(QWidget, ImportingView):
                 ("Split", f"{s['split']['train']:,} train / {s['split']['test']:,} test")]
         if rec.params:
             rows.append(("Imported with", ", ".join(f"{k}={v}" for k, v in rec.params.items())))
+        if stored.get("storage"):
+            rows.append(("Stored as", stored["storage"]))
         # At most 256 images, spread over the set: stored images are decoded on demand.
         sample = np.asarray(d.images[np.unique(np.linspace(0, d.n - 1, min(d.n, 256)).astype(int))])
         mean = sample.reshape(-1, d.channels).mean(axis=0)
