@@ -139,7 +139,7 @@ def test_linear_probe_single_training_class():
     assert linear_probe_accuracy(x[:10], np.zeros(10), x[10:], np.array([0] * 7 + [1] * 3)) == 0.7
 
 
-@pytest.mark.parametrize("informative,redundant", [(20, 0), (40, 10)])
+@pytest.mark.parametrize("informative,redundant", [(30, 0), (40, 10)])
 def test_linear_probe_torch_agrees_with_sklearn(informative, redundant):
     from sklearn.datasets import make_classification
     x, y = make_classification(n_samples=4000, n_features=64, n_informative=informative, n_redundant=redundant,
