@@ -189,10 +189,11 @@ def linear_probe_accuracy(train_x, train_y, test_x, test_y, *, max_iter: int = 1
     (see ``_probe_preconditioner``) so L-BFGS needs ~12 loss evaluations, stops
     at a looser gradient tolerance that does not move the accuracy, and
     computes the loss and gradient in cache-sized pieces. bench/linear_probe.py
-    on CIFAR-10 features, 50,000 × 512, 10 classes: 0.7 s against
-    scikit-learn's 10.3 s with one thread each, accuracy +0.15 points; with two
-    threads on a machine busy with other work, 8.4 s against 50.8 s — torch's
-    threads wait for each other there (see engine/loop.py ``torch_threads``).
+    on CIFAR-10 features, 50,000 × 512, 10 classes, accuracy +0.15 points:
+    0.5 s against scikit-learn's 7.0 s with two threads (0.6–0.7 s against
+    4.9–10.3 s with one); but with two threads on a machine busy with other
+    work, 8.4 s against 50.8 s — torch's threads wait for each other there
+    (see engine/loop.py ``torch_threads``).
     On a GPU it runs where the features already are. A run that stops at
     ``max_iter`` is still a valid probe.
     """
