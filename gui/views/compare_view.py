@@ -5,7 +5,9 @@ baselines, and whatever else a run has logged: a metric that appears in any
 run becomes a column, so zero-shot or analogy scores show up without changes
 here), sortable by any column, filterable by text. Selecting runs shows the
 settings in which they differ — the question one asks when two runs of the
-same method score differently.
+same method score differently. Beside the differences, "Few labels" draws the runs'
+label-efficiency curves (accuracy against labels per class, from their ``label_eff/``
+metrics, which the table leaves out) for one mode at a time.
 
 Accuracies, recalls and other rates are shown in per cent with one decimal;
 losses, correlations and counts as plain numbers. Headers are written out
@@ -19,9 +21,12 @@ import re
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
                                QPushButton, QSplitter, QTableView, QTableWidget, QTableWidgetItem,
-                               QVBoxLayout, QWidget)
+                               QTabWidget, QVBoxLayout, QWidget)
+
+from ..label_curves import MODE_TITLES, MODES, Curve, LabelCurvesPlot, label_curves, selections
+from ..theme import category_colors
 
 #: Evaluation metrics in the order they are worth reading, with their column titles.
 KNOWN_METRICS = {
@@ -334,12 +339,88 @@ class CompareView(QWidget):
         self.diff_table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         dl.addWidget(self.diff_title)
         dl.addWidget(self.diff_table, 1)
-        split.addWidget(diff_box)
+        self.lower_tabs = QTabWidget()
+        self.lower_tabs.addTab(diff_box, "Settings")
+        self.lower_tabs.addTab(self._build_few_labels(), "Few labels")
+        split.addWidget(self.lower_tabs)
         split.setSizes([380, 260])
         root.addWidget(split, 1)
         QShortcut(QKeySequence.StandardKey.Find, self, activated=self.filter_edit.setFocus,
                   whatsThis="Filter the runs")     # named in Help → Keyboard shortcuts
         self._on_selection()
+
+    def _build_few_labels(self) -> QWidget:
+        """The runs' label-efficiency curves, one per run, for the mode picked."""
+        box = QWidget()
+        lay = QVBoxLayout(box)
+        lay.setContentsMargins(0, 4, 0, 0)
+        row = QHBoxLayout()
+        self.mode_combo = QComboBox()
+        for mode in MODES:
+            self.mode_combo.addItem(MODE_TITLES[mode], mode)
+        self.mode_combo.setToolTip("What was trained on the few labels: a linear probe on the frozen "
+                                   "features, the fine-tuned encoder, the same network from scratch, or a "
+                                   "probe on the raw pixels")
+        self.select_combo = QComboBox()
+        self.select_combo.addItem("random", "random")
+        self.select_combo.setToolTip("How the labelled images were chosen")
+        self.few_labels_note = QLabel("")
+        self.few_labels_note.setWordWrap(True)
+        self.mode_combo.currentIndexChanged.connect(self._draw_few_labels)
+        self.select_combo.currentIndexChanged.connect(self._draw_few_labels)
+        row.addWidget(QLabel("Mode:"))
+        row.addWidget(self.mode_combo)
+        row.addWidget(QLabel("Labels chosen:"))
+        row.addWidget(self.select_combo)
+        row.addWidget(self.few_labels_note, 1)
+        lay.addLayout(row)
+        self.label_plot = LabelCurvesPlot(title="")
+        lay.addWidget(self.label_plot, 1)
+        return box
+
+    def _draw_few_labels(self, *_) -> None:
+        """One curve per run (the selected runs, or every run when none is selected) that has
+        label-efficiency metrics for the mode and the selection strategy picked."""
+        runs = [(r, m) for r, m in zip(self.model.runs, self.model.metrics)]
+        with_curves = [(r, m) for r, m in runs if selections(m)]
+        # The strategies measured in any run (the combo keeps the one picked).
+        wanted = self.select_combo.currentData() or "random"
+        found = sorted({s for _, m in with_curves for s in selections(m)} | {"random"},
+                       key=lambda s: (s != "random", s))
+        if found != [self.select_combo.itemData(i) for i in range(self.select_combo.count())]:
+            self.select_combo.blockSignals(True)
+            self.select_combo.clear()
+            for s in found:
+                self.select_combo.addItem(s, s)
+            self.select_combo.setCurrentIndex(max(0, self.select_combo.findData(wanted)))
+            self.select_combo.blockSignals(False)
+        mode = self.mode_combo.currentData()
+        select = self.select_combo.currentData() or "random"
+        chosen = set(self.selected_run_ids())
+        shown = [(r, m) for r, m in with_curves if not chosen or r.id in chosen]
+        colours = category_colors(max(1, len(shown)))
+        curves = []
+        for (r, m), colour in zip(shown, colours):
+            points = label_curves(m, select).get(mode, [])
+            if points:
+                curves.append(Curve(f"#{r.id} {r.name or r.method}", colour.name(), points))
+        self.label_plot.set_curves(curves)
+        scope = "the selected runs" if chosen else "all runs"
+        if curves:
+            self.few_labels_note.setText(f"{MODE_TITLES[mode]} accuracy of {scope}; error bars: ± one "
+                                         "standard deviation over the seeds")
+        else:
+            self.few_labels_note.setText(f"No {MODE_TITLES[mode]} curves for {scope} yet: measure a finished "
+                                         "run in the Train view (Measure with few labels…) or with "
+                                         "main.py eval --labels-per-class 1,10,100")
+        self.label_plot.set_title(f"Accuracy with few labels ({MODE_TITLES[mode]}, {select} labels)")
+
+    def few_label_points(self, run_id: int) -> list[tuple[int, float, float]]:
+        """(labels per class, accuracy %, std %) of ``run_id``'s drawn curve (for tests)."""
+        for c in self.label_plot.curves:
+            if c.name.startswith(f"#{run_id} "):
+                return self.label_plot.points_of(c.name)
+        return []
 
     # ------------------------------------------------------------------ data
     def set_project(self, project) -> None:
@@ -411,6 +492,7 @@ class CompareView(QWidget):
         by_id = {r.id: r for r in self.model.runs}
         runs = [by_id[i] for i in ids if i in by_id]
         self.map_button.setEnabled(len(runs) == 1 and runs[0].status == "finished")
+        self._draw_few_labels()
         t = self.diff_table
         t.clear()
         if not runs:

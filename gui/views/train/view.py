@@ -18,6 +18,7 @@ from engine.explore.collapse import COLLAPSE_KEYS
 from ...widgets import ElidedLabel, read_only_note, run_label, show_read_only
 from ...workers import TrainWorker
 from .estimate import TrainEstimate
+from .few_labels import TrainFewLabels
 from .plots import TrainPlots
 from .queue import TrainQueue
 from .settings import TrainSettings
@@ -45,7 +46,7 @@ def _device_text(device: str) -> str:
     return device
 
 
-class TrainView(TrainSettings, TrainQueue, TrainEstimate, TrainPlots, QWidget):
+class TrainView(TrainSettings, TrainQueue, TrainEstimate, TrainPlots, TrainFewLabels, QWidget):
     """Configure and run training."""
 
     #: state ("idle", "starting", "running", "paused", "stopping"), human text
@@ -71,6 +72,7 @@ class TrainView(TrainSettings, TrainQueue, TrainEstimate, TrainPlots, QWidget):
         self._init_queue()
         self._init_estimate()
         self._init_plots()
+        self._init_few_labels()
         self._build()
         self._set_state("idle", "No run")
 
@@ -128,8 +130,11 @@ class TrainView(TrainSettings, TrainQueue, TrainEstimate, TrainPlots, QWidget):
         # The queue: shown while it holds runs.
         rv.addWidget(self._build_queue())
 
-        # The progress, the facts and the curves.
-        rv.addWidget(self._build_plots(rv), 1)
+        # The progress, the facts and the curves; under them, the run's few-label curve.
+        plots = self._build_plots(rv)
+        plots.addWidget(self._build_few_labels())
+        plots.setSizes([250, 160, 110, 240])
+        rv.addWidget(plots, 1)
         split.addWidget(right)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
@@ -150,6 +155,8 @@ class TrainView(TrainSettings, TrainQueue, TrainEstimate, TrainPlots, QWidget):
         self.run_id = None
         self._run_method = None
         self._clear_curves()
+        self.few_labels_task.cancel()
+        self.refresh_few_labels()
         self.queue.clear()          # queued runs name data sets of the previous project
         self.queue_held = False
         self._refresh_queue()
@@ -263,6 +270,7 @@ class TrainView(TrainSettings, TrainQueue, TrainEstimate, TrainPlots, QWidget):
         self.up_button.setEnabled(row > 0)
         self.remove_button.setEnabled(0 <= row < len(self.queue))
         self.stop_all_button.setEnabled(busy or bool(self.queue))
+        self._update_few_labels_button()
 
     # ------------------------------------------------------------------ actions
     def start_run(self) -> bool:
@@ -285,6 +293,7 @@ class TrainView(TrainSettings, TrainQueue, TrainEstimate, TrainPlots, QWidget):
         self.run_id = None
         self._run_method = cfg.method
         self.run_label.setText(f"Preparing {cfg.method}…")
+        self.refresh_few_labels()
         self._launch(create)
 
     def resume_run(self, run_id: int) -> bool:
@@ -296,6 +305,7 @@ class TrainView(TrainSettings, TrainQueue, TrainEstimate, TrainPlots, QWidget):
         rec = self.project.run(run_id)
         self._run_method = rec.method
         self._load_history(run_id)
+        self.refresh_few_labels()
         self.run_label.setText(f"Resuming run #{run_id} {rec.name}…")
         self._launch(lambda: run_id)
         return True
@@ -471,6 +481,7 @@ class TrainView(TrainSettings, TrainQueue, TrainEstimate, TrainPlots, QWidget):
         self.worker = None
         self._update_hint()
         self._refresh_resumable()
+        self.refresh_few_labels()
         self._set_state("idle", "No run" if last is None else {
             T.Finished: f"Run #{self.run_id} {getattr(last, 'status', '')}",
             T.Failed: f"Run #{self.run_id} failed"}.get(type(last), "No run"))
