@@ -474,11 +474,78 @@ def cmd_runs(args) -> int:
         project.close()
 
 
+def _label_counts(text: str) -> list[int]:
+    try:
+        counts = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise UserError(f"--labels-per-class takes whole numbers separated by commas (e.g. 1,10,100), got {text!r}")
+    if not counts or min(counts) < 1:
+        raise UserError(f"--labels-per-class needs counts of at least 1, got {text!r}")
+    return counts
+
+
+def _eval_label_efficiency(args, project) -> int:
+    """``eval --labels-per-class``: the few-label curve (engine/label_efficiency.py)."""
+    from .label_efficiency import MODES, label_efficiency
+    from .selection import select as select_items
+    counts = _label_counts(args.labels_per_class)
+    modes = [m.strip() for m in (args.modes or ",".join(MODES)).split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise UserError(f"unknown mode(s) {', '.join(bad) or '(none)'} for --modes; choose from {', '.join(MODES)}")
+    if args.select_csv and not args.select:
+        raise UserError("--select-csv writes the items --select chooses: add --select random|kcenter|typiclust")
+    if args.seeds < 1:
+        raise UserError("--seeds must be at least 1")
+    bar = None if args.json else ProgressBar(len(set(counts)) * args.seeds)
+    try:
+        result = label_efficiency(project, args.run, per_class=counts, seeds=args.seeds,
+                                  select=args.select or "random", modes=modes,
+                                  progress=(lambda d, n, t: bar.update(d, t)) if bar else None)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    finally:
+        if bar:
+            bar.close()
+    if args.select_csv:
+        # The items a labeller would get for the largest count, seed 0, from the train embedding.
+        from .selection import export_selection_csv
+        from .workbench import final_embeddings, load_dataset
+        run = project.run(args.run)
+        data = load_dataset(project, run.dataset_id)
+        ids, feats = project.load_embeddings(final_embeddings(project, run.id).id)
+        labels = np.asarray(data.labels)[ids]
+        pool = np.flatnonzero((np.asarray(data.split)[ids] == 0) & (labels >= 0))
+        n = max(counts) * len(np.unique(labels[pool]))
+        picked = ids[pool[select_items(feats[pool], n, args.select or "random", 0)]]
+        names = data.item_names or [str(i) for i in range(len(data.split))]
+        path = export_selection_csv(args.select_csv, names, picked)
+        result["select_csv"] = str(path)
+        if not args.json:
+            print(f"{len(picked)} selected items ({args.select or 'random'}, seed 0) written to {path}",
+                  file=sys.stderr)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    shown = result["modes"]
+    print(f"run {result['run']}: accuracy with k labels per class, mean ± std over {args.seeds} seed(s), "
+          f"selection {result['select']}" + ("" if result["class_balanced"] else " (not class-balanced)"))
+    print(f"{'k':>5s}  " + "  ".join(f"{m:>15s}" for m in shown))
+    for row in result["label_efficiency"]:
+        print(f"{row['per_class']:5d}  " + "  ".join(f"{row[m]:8.4f} ± {row['std'][m]:.3f}" .rjust(15)
+                                                     for m in shown))
+    return 0
+
+
 def cmd_eval(args) -> int:
     from . import evaluate
     from .workbench import final_embeddings, load_dataset
     project = _open(args)
     try:
+        if args.labels_per_class is not None:
+            return _eval_label_efficiency(args, project)
+        if args.select or args.select_csv or args.modes:
+            raise UserError("--select, --select-csv and --modes go with --labels-per-class")
         run = project.run(args.run)
         emb = final_embeddings(project, run.id)
         if emb is None:
@@ -735,6 +802,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--k", type=int, default=200)
     sp.add_argument("--store", action="store_true", help="store the numbers as metrics (eval_*)")
     sp.add_argument("--json", action="store_true")
+    sp.add_argument("--labels-per-class", dest="labels_per_class", metavar="K,K,...",
+                    help="few-label accuracy instead: probe / finetune / scratch / raw with K labels per "
+                    "class (e.g. 1,10,100), stored as label_eff/* metrics")
+    sp.add_argument("--seeds", type=int, default=5, help="labelled subsets per count (with --labels-per-class)")
+    sp.add_argument("--select", choices=("random", "kcenter", "typiclust"),
+                    help="how the labelled items are chosen (kcenter, typiclust: from the embedding, "
+                    "not class-balanced)")
+    sp.add_argument("--modes", help="comma-separated subset of probe,finetune,scratch,raw (default: all)")
+    sp.add_argument("--select-csv", dest="select_csv", metavar="FILE",
+                    help="write the file names of the selected items (largest count, seed 0) as CSV")
     sp.set_defaults(func=cmd_eval)
 
     sp = with_project(sub.add_parser("embed", help="embed a dataset with a run's trained encoder"))
