@@ -140,7 +140,12 @@ class TrainFewLabels:
         cls = METHODS.get(self._run_method or "")
         if cls is None or cls.modality != "images":
             return "Few-label accuracy is measured for image methods (text runs have no labelled classes)"
-        if self.project.run(self.run_id).status != "finished":
+        from engine.store import ProjectError
+        try:
+            status = self.project.run(self.run_id).status
+        except ProjectError:          # not (or no longer) recorded in this project
+            return f"Run #{self.run_id} is not in this project"
+        if status != "finished":
             return "The run has not finished: measure it once it has"
         return ""
 
