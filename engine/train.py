@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import platform
 import threading
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -35,7 +36,8 @@ from .methods import Method, get_method
 class TrainConfig:
     epochs: int = param(10, "Passes over the training images", min=1, max=100000)
     batch_size: int = param(256, "Images per step (per process when distributed)", min=2, max=65536)
-    optimizer: str = param("adamw", "Optimiser", choices=("adamw", "adam", "sgd"))
+    optimizer: str = param("adamw", "Optimiser (lars: SGD with layer-wise trust ratios, for large batches)",
+                           choices=("adamw", "adam", "sgd", "lars"))
     lr: float = param(2e-3, "Peak learning rate", min=0.0, max=10.0)
     weight_decay: float = param(1e-4, "Weight decay", min=0.0, max=1.0)
     warmup_epochs: float = param(0.5, "Linear warm-up before the cosine decay", min=0.0, max=1000.0)
@@ -301,12 +303,77 @@ def lr_at(step: int, total_steps: int, steps_per_epoch: int, cfg: TrainConfig) -
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(params, cfg: TrainConfig, options: dict | None = None) -> torch.optim.Optimizer:
+    """The run's optimiser over ``params``: tensors, or the parameter groups a method declares
+    (:meth:`Method.param_groups`; a group's own ``weight_decay`` overrides the run's).
+    ``options``: the method's extra keyword arguments (:meth:`Method.optimizer_options`).
+
+    A stored optimiser state whose groups do not match (a run saved before its method split
+    its parameters into groups) is not restored: the optimiser starts afresh, with a warning,
+    and the weights load as usual."""
+    options = dict(options or {})
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **{"momentum": 0.9, **options})
+    elif cfg.optimizer == "lars":
+        opt = LARS(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **options)
+    elif cfg.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **options)
+    else:
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **options)
+    opt.register_load_state_dict_pre_hook(_fresh_if_groups_differ)
+    return opt
+
+
+def _fresh_if_groups_differ(optimizer: torch.optim.Optimizer, state: dict) -> dict | None:
+    """load_state_dict pre-hook: a stored state with other groups (their number, or the
+    parameters in each) would make ``load_state_dict`` raise; load the optimiser's own
+    fresh state instead."""
+    stored = [len(g["params"]) for g in state.get("param_groups", [])]
+    now = [len(g["params"]) for g in optimizer.param_groups]
+    if stored == now:
+        return None
+    warnings.warn(f"the stored optimiser state has parameter groups of {stored} tensors, this optimiser "
+                  f"{now} (a run saved before the method declared its groups): the optimiser starts "
+                  "afresh (momentum and moments reset); the weights are restored", RuntimeWarning)
+    return optimizer.state_dict()
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum and layer-wise adaptive rate scaling (You, Gitman & Ginsburg 2017),
+    as SimCLR and BYOL train with large batches.
+
+    Per parameter tensor, the update d = g + wd·w is scaled by the trust ratio
+    η‖w‖ / ‖d‖ (1 where either norm is 0), so every layer moves by about η·lr of its own
+    norm whatever its gradient's scale; then heavy-ball momentum, w ← w − lr·v with
+    v ← μv + d. Groups marked ``no_decay`` (biases, norms: :func:`engine.methods.base.decay_groups`)
+    are excluded from the adaptation as from the decay, as in both papers."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            adapt = not group.get("no_decay", False)
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                d = p.grad.add(p, alpha=group["weight_decay"]) if group["weight_decay"] else p.grad.clone()
+                if adapt:
+                    w_norm, d_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(d)
+                    ok = (w_norm > 0) & (d_norm > 0)
+                    d.mul_(torch.where(ok, group["eta"] * w_norm / d_norm.clamp(min=1e-30), 1.0))
+                buf = self.state[p].get("momentum_buffer")
+                if buf is None:
+                    buf = self.state[p]["momentum_buffer"] = d
+                else:
+                    buf.mul_(group["momentum"]).add_(d)
+                p.add_(buf, alpha=-group["lr"])
+        return loss
 
 
 def step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:

@@ -85,6 +85,35 @@ class Reconstruction:
     slider: Slider | None = None  #: None: the corruption has no live setting
 
 
+#: Parameter names (any part of the dotted name) that are never weight-decayed whatever their shape:
+#: learned position embeddings, cls and mask tokens, learned temperatures / logit scales. A
+#: text encoder's learned position table named plain ``pos`` counts too (CLIP's).
+NO_DECAY_NAMES = ("pos_embed", "cls_token", "mask_token", "log_scale", "logit_scale", "temperature")
+
+
+def no_weight_decay(name: str, p: torch.Tensor) -> bool:
+    """The one rule for which parameters take no weight decay (as SimCLR, BYOL, MAE and CLIP
+    train): every parameter with at most one dimension (biases, BatchNorm and LayerNorm gains
+    and shifts, scalar temperatures), and the names in :data:`NO_DECAY_NAMES`. Decay pulls
+    weights towards zero, which suits the matrices of convolutions and linear layers but only
+    distorts a norm's scale, a shift, or an embedding of position."""
+    parts = name.split(".")
+    return p.ndim <= 1 or parts[-1] == "pos" or any(k in part for part in parts for k in NO_DECAY_NAMES)
+
+
+def decay_groups(named_params, weight_decay: float, **settings) -> list[dict]:
+    """Parameters split by :func:`no_weight_decay` into at most two optimiser groups,
+    ``{"name": "decay", "weight_decay": weight_decay}`` and ``{"name": "no_decay",
+    "weight_decay": 0.0, "no_decay": True}`` (LARS does not adapt the latter either), each
+    with ``settings`` added; an empty group is left out."""
+    decay, keep = [], []
+    for name, p in named_params:
+        (keep if no_weight_decay(name, p) else decay).append(p)
+    groups = [{"name": "decay", "params": decay, "weight_decay": weight_decay, **settings},
+              {"name": "no_decay", "params": keep, "weight_decay": 0.0, "no_decay": True, **settings}]
+    return [g for g in groups if g["params"]]
+
+
 class Method(nn.Module):
     """What both kinds share: the registry's name, the config, the card, the defaults
     and the declared capabilities. Subclass :class:`ImageMethod` or :class:`TextMethod`."""
@@ -126,6 +155,21 @@ class Method(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
+
+    # Optimisation --------------------------------------------------------------------------
+    def param_groups(self, train_config) -> list[dict]:
+        """The optimiser's parameter groups (``torch.optim`` dicts) for a run with
+        ``train_config``: by default the run's weight decay on weights, none where
+        :func:`no_weight_decay` says (norms, biases, position embeddings, tokens, temperatures).
+        Every parameter is in exactly one group. A method whose paper treats some part
+        differently overrides this; a group marked ``"fixed_lr": True`` keeps the learning
+        rate it is built with (the run's peak lr, unless it sets ``"lr"``) instead of
+        following the schedule."""
+        return decay_groups(self.named_parameters(), train_config.weight_decay)
+
+    def optimizer_options(self, train_config) -> dict:
+        """Keyword arguments for the run's optimiser beyond lr and weight decay (MAE: AdamW's betas)."""
+        return {}
 
     @classmethod
     def capabilities(cls) -> list[str]:
@@ -180,6 +224,14 @@ class ImageMethod(Method):
     def training_step(self, x: torch.Tensor, views: ViewConfig, generator: torch.Generator,
                       index: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
+
+    @classmethod
+    def views_for(cls, views: ViewConfig) -> tuple[ViewConfig, ViewConfig]:
+        """The settings of a pair's first and second view, given the run's ``views``: the
+        same for both by default. A method whose paper makes the views differ (BYOL) says
+        how here; only probabilities (the ``*_p`` fields) may differ, so
+        :func:`~engine.augment.make_view_pair` still makes the pair as one batch."""
+        return views, views
 
     def forward(self, x: torch.Tensor, views: ViewConfig, generator: torch.Generator,
                 index: torch.Tensor | None = None):

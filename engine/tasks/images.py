@@ -76,7 +76,7 @@ class ImageTask(Task):
         # A closed-form fit is one step, its only epoch.
         self.steps_per_epoch = max(1, self.n_train // self.global_batch) if self.iterative else 1
         self.total_steps = self.steps_per_epoch * tcfg.epochs if self.iterative else 1
-        self.optimizer = make_optimizer(method.parameters(), tcfg) if self.iterative and \
+        self.optimizer = make_optimizer(method.param_groups(tcfg), tcfg, method.optimizer_options(tcfg)) if self.iterative and \
             any(p.requires_grad for p in method.parameters()) else None
         if state is not None:
             method.load_state_dict(state["model"])
@@ -116,7 +116,8 @@ class ImageTask(Task):
         idx, x = idx
         x = x.to(device, non_blocking=True)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            if not group.get("fixed_lr"):      # a method's fixed-lr group (SimSiam's predictor) keeps its own
+                group["lr"] = lr
         gen = step_generator(tcfg.seed, step, self.dist.rank, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.amp):
             loss, logs = self.model(x, self.run_config.views, gen, index=self.train_index[idx].to(device))

@@ -54,7 +54,7 @@ class MLMTask(Task):
         else:
             self.model = build(cfg, self.train_sentences, seed=tcfg.seed)     # tokenizer + token counts
         self.model.to(self.device)
-        self.optimizer = make_optimizer(self.model.parameters(), tcfg)
+        self.optimizer = make_optimizer(self.model.param_groups(tcfg), tcfg, self.model.optimizer_options(tcfg))
         if state is not None and state.get("optim"):
             self.optimizer.load_state_dict(state["optim"])
         self.model.train()
