@@ -95,6 +95,9 @@ class MaskedAutoencoder(ImageMethod):
     # On a GPU, MAE's own rule: 1.5e-4 · 1024 / 256, 5 % of the epochs warm-up.
     gpu_defaults = {"size": "small", "batch_size": 1024, "lr": 1.5e-4 * 1024 / 256, "epochs": 400,
                     "warmup_epochs": 20}
+    #: MAE's AdamW betas (He et al. 2022, appendix A.1): β₂ = 0.95 rather than 0.999, so the
+    #: second moment follows the gradients' scale faster (as for large-batch ViT training).
+    adam_betas = (0.9, 0.95)
     # The slider stops short of 1: a mask ratio of 1 leaves the encoder nothing to see.
     reconstructs = Reconstruction(input_title="masked input", redraws="masks",
                                   slider=Slider("mask_ratio", "Mask ratio", 0.0, 0.95, 0.75))
@@ -207,6 +210,11 @@ class MaskedAutoencoder(ImageMethod):
         return tokens[:, 0] if self.cfg.pool == "cls" else tokens[:, 1:].mean(dim=1)
 
     # --- the Method interface -------------------------------------------------------------------
+    def optimizer_options(self, train_config) -> dict:
+        # Weight decay: the default groups already leave out norms, biases, the cls and mask
+        # tokens, as MAE's code does; only Adam and AdamW take betas.
+        return {"betas": self.adam_betas} if train_config.optimizer in ("adam", "adamw") else {}
+
     def training_step(self, x, views, generator, index=None):
         imgs = make_views(x, views, generator)
         latent, mask, ids_restore = self.forward_encoder(imgs, self.cfg.mask_ratio, generator)

@@ -18,7 +18,7 @@ from ..augment import make_view_pair
 from ..config import param
 from ..losses import simsiam_loss
 from ..nets import BACKBONES, build_backbone, mlp
-from .base import DataInfo, ImageMethod, MethodCard
+from .base import DataInfo, ImageMethod, MethodCard, decay_groups
 
 
 @dataclass
@@ -37,7 +37,7 @@ class SimSiam(ImageMethod):
     Config = SimSiamConfig
     # The paper's CIFAR-10 recipe (appendix D): ResNet-18, 2-layer projector of 2048, predictor
     # bottleneck 512, SGD lr 0.03·batch/256 with weight decay 5e-4, batch 512, 800 epochs
-    # (200 here). The paper keeps the predictor's learning rate fixed; the loop decays it with the rest.
+    # (200 here). The predictor's learning rate stays fixed at the peak (param_groups).
     gpu_defaults = {"backbone": "resnet18-auto", "batch_size": 512, "epochs": 200, "optimizer": "sgd",
                     "lr": 0.06, "weight_decay": 5e-4, "dim": 2048, "pred_dim": 512, "projector_layers": 2}
     card = MethodCard(
@@ -58,6 +58,17 @@ class SimSiam(ImageMethod):
 
     def embed(self, x):
         return self.backbone(x)
+
+    def param_groups(self, train_config):
+        # "Fix lr for the predictor" (Chen & He 2021, section 4.4 and the code's --fix-pred-lr):
+        # the predictor keeps the peak lr while the rest follows the schedule; the paper found
+        # this better than decaying it, since the predictor should keep adapting to the latest
+        # representations. No warm-up either: a fixed group is never touched by the schedule.
+        pred = {id(p) for p in self.predictor.parameters()}
+        rest = [(n, p) for n, p in self.named_parameters() if id(p) not in pred]
+        return (decay_groups(rest, train_config.weight_decay)
+                + decay_groups(self.predictor.named_parameters(prefix="predictor"), train_config.weight_decay,
+                               fixed_lr=True, lr=train_config.lr))
 
     def training_step(self, x, views, generator, index=None):
         v1, v2 = make_view_pair(x, views, generator)
