@@ -44,7 +44,7 @@ generator avoids the copy).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -478,6 +478,14 @@ def blur_kernel_size(cfg: ViewConfig, size: int) -> int:
 
 def make_views(x: torch.Tensor, cfg: ViewConfig, generator: torch.Generator) -> torch.Tensor:
     """uint8 (B, C, H, W) → one augmented, normalised float32 view per image (B, C, out, out)."""
+    return _make_views(x, cfg, generator, {})
+
+
+def _make_views(x: torch.Tensor, cfg: ViewConfig, generator: torch.Generator,
+                probs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """:func:`make_views`, with ``probs`` giving some ``*_p`` fields one value per image
+    ((B,) tensors on x's device) in place of the config's: how a pair whose second view
+    differs (:func:`make_view_pair`) stays one batch."""
     _check_uint8(x)
     B, C, H, W = x.shape
     dev = x.device
@@ -486,25 +494,32 @@ def make_views(x: torch.Tensor, cfg: ViewConfig, generator: torch.Generator) -> 
         return torch.empty(0, C, oh, ow, dtype=torch.float32, device=dev)
     u = _rand((B, _NCOLS), generator, dev)
 
+    def p(name):            # the probability: the config's number, or per image
+        return probs.get(name, getattr(cfg, name))
+
+    def on(name):           # whether any image may get the operation
+        v = probs.get(name)
+        return getattr(cfg, name) > 0 if v is None else bool((v > 0).any())
+
     # 1. geometry: crop + flip
-    flip = u[:, _C_FLIP] < cfg.flip_p
+    flip = u[:, _C_FLIP] < p("flip_p")
     r_lo, r_hi = sorted((cfg.crop_ratio_min, cfg.crop_ratio_max))
     no_crop = (min(cfg.crop_scale_min, cfg.crop_scale_max) >= 1.0 and (oh, ow) == (H, W)
                and r_lo <= W / H <= r_hi)
     if no_crop:   # scale 1 ⇒ the whole image: no resampling, so the result is exact
         y = _to_unit(x)
-        if cfg.flip_p > 0:
+        if on("flip_p"):
             y = _select_(y, y.flip(-1), flip)
     else:
         boxes = sample_crop_boxes(u[:, _C_SCALE], u[:, _C_RATIO], u[:, _C_POS], H, W,
                                   (cfg.crop_scale_min, cfg.crop_scale_max), (r_lo, r_hi))
-        y = resized_crop_flip(x, boxes, flip if cfg.flip_p > 0 else None, (oh, ow))
+        y = resized_crop_flip(x, boxes, flip if on("flip_p") else None, (oh, ow))
     # From here on y is a tensor of our own: every step works in place.
 
     # 2. colour jitter, fixed order
     colour = C == 3
-    if cfg.jitter_p > 0:
-        sel = u[:, _C_JIT] < cfg.jitter_p
+    if on("jitter_p"):
+        sel = u[:, _C_JIT] < p("jitter_p")
         if cfg.brightness > 0:
             _brightness_(y, _factor(u[:, _C_B], cfg.brightness, sel))
         if cfg.contrast > 0:
@@ -515,43 +530,60 @@ def make_views(x: torch.Tensor, cfg: ViewConfig, generator: torch.Generator) -> 
             _hue_(y, torch.where(sel, (2.0 * u[:, _C_H] - 1.0) * cfg.hue, 0.0))
 
     # 3. grayscale (keeps 3 channels)
-    if colour and cfg.grayscale_p > 0:
-        _select_(y, rgb_to_gray(y), u[:, _C_GRAY] < cfg.grayscale_p)
+    if colour and on("grayscale_p"):
+        _select_(y, rgb_to_gray(y), u[:, _C_GRAY] < p("grayscale_p"))
 
     # 4. blur
-    if cfg.blur_p > 0:
+    if on("blur_p"):
         ks = blur_kernel_size(cfg, min(oh, ow))
         if ks > 1:
             s_lo, s_hi = sorted((cfg.blur_sigma_min, cfg.blur_sigma_max))
             sigma = s_lo + (s_hi - s_lo) * u[:, _C_SIGMA]
-            y = gaussian_blur(y, sigma, ks, apply=u[:, _C_BLUR] < cfg.blur_p)
+            y = gaussian_blur(y, sigma, ks, apply=u[:, _C_BLUR] < p("blur_p"))
 
     # 5. solarize
-    if cfg.solarize_p > 0:
-        _solarize_(y, cfg.solarize_threshold, u[:, _C_SOL] < cfg.solarize_p)
+    if on("solarize_p"):
+        _solarize_(y, cfg.solarize_threshold, u[:, _C_SOL] < p("solarize_p"))
 
     # 6. pixel noise
-    if cfg.noise_p > 0 and cfg.noise_std > 0:
-        std = torch.where(u[:, _C_NOISE] < cfg.noise_p, cfg.noise_std, 0.0).reshape(B, 1, 1, 1)
+    if on("noise_p") and cfg.noise_std > 0:
+        std = torch.where(u[:, _C_NOISE] < p("noise_p"), cfg.noise_std, 0.0).reshape(B, 1, 1, 1)
         y.add_(_randn(y.shape, generator, dev).mul_(std)).clamp_(0.0, 1.0)
 
     # 7. normalise
     return _standardise_(y)
 
 
-def make_view_pair(x: torch.Tensor, cfg: ViewConfig, generator: torch.Generator
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two independent views of every image (made as one batch of 2B)."""
+def make_view_pair(x: torch.Tensor, cfg: ViewConfig, generator: torch.Generator,
+                   second: ViewConfig | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two independent views of every image (made as one batch of 2B).
+
+    ``second``: the second view's settings where they differ from ``cfg`` (BYOL's
+    asymmetric blur and solarize; a method's :meth:`~engine.methods.base.ImageMethod.views_for`).
+    Only the probabilities (the ``*_p`` fields) may differ: they become per-image
+    thresholds, so the pair is still one batch with one random draw, and the first view is
+    exactly what it would be with ``second`` left out."""
     _check_uint8(x)
     B = x.shape[0]
-    v = make_views(torch.cat((x, x), dim=0), cfg, generator)
+    probs = {}
+    if second is not None and second != cfg:
+        differ = [f.name for f in fields(ViewConfig) if getattr(cfg, f.name) != getattr(second, f.name)]
+        other = [name for name in differ if not name.endswith("_p")]
+        if other:
+            raise ValueError(f"the two views of a pair may differ only in probabilities; "
+                             f"they differ in {', '.join(other)}")
+        for name in differ:
+            probs[name] = torch.tensor([getattr(cfg, name), getattr(second, name)], dtype=torch.float32,
+                                       device=x.device).repeat_interleave(B)
+    v = _make_views(torch.cat((x, x), dim=0), cfg, generator, probs)
     return v[:B], v[B:]
 
 
-def preview(images: np.ndarray, cfg: ViewConfig, n: int = 8, seed: int = 0
+def preview(images: np.ndarray, cfg: ViewConfig, n: int = 8, seed: int = 0, second: ViewConfig | None = None
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Views to draw: ``images`` (N, H, W, C) or (N, H, W) uint8 → (originals, view1, view2),
-    each (n, H', W', C) uint8. The n images are a seeded random sample (in data order)."""
+    each (n, H', W', C) uint8. The n images are a seeded random sample (in data order).
+    ``second``: the second view's settings when a method's differ (:func:`make_view_pair`)."""
     total = len(images)
     n = min(n, total)
     rng = np.random.default_rng(seed)
@@ -565,7 +597,7 @@ def preview(images: np.ndarray, cfg: ViewConfig, n: int = 8, seed: int = 0
     originals = np.ascontiguousarray(arr)
     x = torch.from_numpy(originals).permute(0, 3, 1, 2).contiguous()
     g = torch.Generator().manual_seed(int(seed))
-    v1, v2 = make_view_pair(x, cfg, g)
+    v1, v2 = make_view_pair(x, cfg, g, second=second)
 
     def to_img(v):
         return denormalize(v).mul_(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()

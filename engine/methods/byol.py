@@ -13,7 +13,7 @@ BYOL's code, so every BatchNorm layer normalises one view's batch at a time.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -65,11 +65,21 @@ class BYOL(ImageMethod):
         self.target_backbone = frozen_copy(self.backbone)
         self.target_projector = frozen_copy(self.projector)
 
+    @classmethod
+    def views_for(cls, views):
+        # BYOL's asymmetric pair (Grill et al. 2020, table 6): view 1 blurs with p 1.0 and never
+        # solarizes, view 2 blurs with p 0.1 and solarizes with p 0.2. Here view 1 is the run's
+        # view settings and view 2 blurs a tenth as often (1.0 → 0.1, as in the paper; no blur
+        # where the run has none, as at 32 px, where blur destroys too much) and solarizes with
+        # p 0.2 (or the run's own solarize probability, if that is higher).
+        return views, replace(views, blur_p=0.1 * views.blur_p, solarize_p=max(views.solarize_p, 0.2))
+
     def embed(self, x):
         return self.backbone(x)
 
     def training_step(self, x, views, generator, index=None):
-        v1, v2 = make_view_pair(x, views, generator)
+        first, second = self.views_for(views)
+        v1, v2 = make_view_pair(x, first, generator, second=second)
         z1 = self.projector(self.backbone(v1))
         z2 = self.projector(self.backbone(v2))
         p1, p2 = self.predictor(z1), self.predictor(z2)
