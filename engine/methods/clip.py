@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import param
+from ..distributed import gather_with_grad
 from ..losses import clip_loss
 from ..nets import BACKBONES, build_backbone
 from ..retrieval import clip_metrics, item_captions
@@ -120,45 +121,6 @@ class TextTransformer(nn.Module):
         h = self.blocks(self.embed(tokens) + self.pos[:tokens.shape[1]], src_key_padding_mask=pad)
         keep = (~pad).unsqueeze(-1).to(h.dtype)
         return (self.norm(h) * keep).sum(1) / keep.sum(1).clamp(min=1)
-
-
-class _GatherWithGrad(torch.autograd.Function):
-    """all_gather along dim 0 (ranks may hold different counts) that keeps the gradient.
-
-    Every rank computes the same global loss; the backward sums what all ranks'
-    copies say about each rank's rows (an all-reduce) and hands each rank its
-    own slice. DDP's average over ranks of the parameter gradients then gives
-    exactly the gradient of one process on the whole batch."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        dist = torch.distributed
-        world, rank = dist.get_world_size(), dist.get_rank()
-        count = torch.tensor([x.shape[0]], device=x.device)
-        counts = [torch.zeros_like(count) for _ in range(world)]
-        dist.all_gather(counts, count)
-        sizes = [int(c) for c in counts]
-        padded = x.new_zeros((max(sizes), *x.shape[1:]))
-        padded[:x.shape[0]] = x
-        parts = [torch.empty_like(padded) for _ in range(world)]
-        dist.all_gather(parts, padded)
-        ctx.sizes, ctx.rank = sizes, rank
-        return torch.cat([p[:n] for p, n in zip(parts, sizes)])
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous().clone()
-        torch.distributed.all_reduce(grad)
-        start = sum(ctx.sizes[:ctx.rank])
-        return grad[start:start + ctx.sizes[ctx.rank]]
-
-
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """The rows of every rank (rank order), differentiable; ``x`` itself outside torchrun."""
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    return _GatherWithGrad.apply(x.float().contiguous())
 
 
 class CLIP(ImageMethod):
