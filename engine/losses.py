@@ -8,8 +8,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .distributed import all_reduce_max, all_reduce_sum
 
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,
+            everyone: tuple[torch.Tensor, torch.Tensor] | None = None, offset: int = 0) -> torch.Tensor:
     """SimCLR's normalised temperature-scaled cross-entropy (Chen et al. 2020, eq. 1).
 
     For a positive pair (i, j) of the 2N views:
@@ -19,13 +22,26 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     with sim the cosine similarity; the denominator runs over the positive and
     the 2N−2 in-batch negatives. The loss is the mean of l over all 2N
     anchors, i.e. L = 1/(2N) Σ_k [l(2k−1, 2k) + l(2k, 2k−1)].
+
+    Under torchrun, ``everyone`` holds the two views' projections of the global
+    batch (every rank's rows, gathered) and ``offset`` where this rank's rows
+    start in it: the anchors are this rank's 2n views, the positives and
+    negatives come from all 2N, and the result is the mean over this rank's anchors.
     """
     n = z1.shape[0]
     z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
-    sim = z @ z.t() / temperature
-    # An anchor is never its own negative: remove the diagonal from the softmax.
-    sim.fill_diagonal_(float("-inf"))
-    positives = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    if everyone is None:
+        keys, total = z, n
+    else:
+        keys, total = F.normalize(torch.cat(everyone).float(), dim=1), everyone[0].shape[0]
+    sim = z @ keys.t() / temperature
+    # Each anchor's own column, and its other view's: z1[i] is row offset+i of the
+    # first view, z2[i] row offset+i of the second (column total+offset+i).
+    own = torch.cat([torch.arange(offset, offset + n), torch.arange(total + offset, total + offset + n)])
+    own = own.to(z.device)
+    # An anchor is never its own negative: remove it from the softmax.
+    sim[torch.arange(2 * n, device=z.device), own] = float("-inf")
+    positives = torch.cat([own[n:], own[:n]])
     return F.cross_entropy(sim, positives)
 
 
@@ -99,7 +115,8 @@ def byol_loss(p1: torch.Tensor, p2: torch.Tensor, t1: torch.Tensor, t2: torch.Te
 
 
 @torch.no_grad()
-def sinkhorn_knopp(scores: torch.Tensor, iterations: int = 3, epsilon: float = 0.05) -> torch.Tensor:
+def sinkhorn_knopp(scores: torch.Tensor, iterations: int = 3, epsilon: float = 0.05,
+                   across_processes: bool = False) -> torch.Tensor:
     """SwAV's codes: soft assignments of B samples to K prototypes with equal
     shares (Caron et al. 2020, §3.1, eq. 3 and Algorithm 1's ``sinkhorn``).
 
@@ -116,14 +133,26 @@ def sinkhorn_knopp(scores: torch.Tensor, iterations: int = 3, epsilon: float = 0
     is shifted by its maximum before the exponential — the row normalisation
     that comes first cancels any per-prototype factor exactly — so exp never
     overflows, whatever ε.
+
+    ``across_processes`` (under torchrun): each rank passes its own rows, and the
+    sums over samples (the whole matrix, each prototype's row, the count B) and
+    the shift are taken over all ranks, as in the paper's code, so every rank
+    gets its rows of the codes of the global batch.
     """
     dtype = torch.float32 if scores.device.type == "mps" else torch.float64
     s = scores.detach().to(dtype)
-    Q = torch.exp((s - s.max(dim=0, keepdim=True).values) / epsilon).t()   # (K, B)
-    K, B = Q.shape
-    Q /= Q.sum()
+    # Under torchrun the sums over samples, and the shift (every rank must shift a
+    # prototype by the same amount for the shifts to cancel), run over all ranks.
+    def over_samples(t: torch.Tensor, op=all_reduce_sum) -> torch.Tensor:
+        return op(t) if across_processes else t
+
+    Q = torch.exp((s - over_samples(s.max(dim=0, keepdim=True).values, all_reduce_max)) / epsilon).t()
+    K, B = Q.shape                           # (K, B), B this rank's samples
+    if across_processes:
+        B = int(all_reduce_sum(torch.tensor([B], device=Q.device)))
+    Q /= over_samples(Q.sum())
     for _ in range(iterations):
-        Q /= Q.sum(dim=1, keepdim=True)     # each prototype: total mass 1/K
+        Q /= over_samples(Q.sum(dim=1, keepdim=True))     # each prototype: total mass 1/K
         Q /= K
         Q /= Q.sum(dim=0, keepdim=True)     # each sample: total mass 1/B
         Q /= B

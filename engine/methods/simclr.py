@@ -4,13 +4,21 @@ Each image gives two views; backbone f and projection head g map them to
 z = g(f(x)). NT-Xent pulls the two views of an image together and pushes
 them from the other 2N−2 views in the batch. The representation is f(x), the
 layer before the head (Chen et al. 2020, §4.2 shows it beats z).
+
+Under torchrun every rank gathers all ranks' projections with gradient, so the
+negatives come from the global batch (8 processes × 256 images: 2 × 2,048
+views) and the gradients equal one process's on that batch
+(tests/test_negatives_ddp.py checks it with two CPU processes).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from ..augment import make_view_pair
 from ..config import param
+from ..distributed import gather_with_grad, is_distributed, row_counts, share_of_mean, world_and_rank
 from ..losses import nt_xent
 from ..nets import BACKBONES, build_backbone, mlp
 from .base import DataInfo, ImageMethod, MethodCard
@@ -51,5 +59,13 @@ class SimCLR(ImageMethod):
     def training_step(self, x, views, generator, index=None):
         v1, v2 = make_view_pair(x, views, generator)
         z1, z2 = self.head(self.backbone(v1)), self.head(self.backbone(v2))
-        loss = nt_xent(z1, z2, self.cfg.temperature)
-        return loss, {"z": z1.detach()}
+        if not is_distributed():
+            return nt_xent(z1, z2, self.cfg.temperature), {"z": z1.detach()}
+        # This rank's anchors against every rank's views: the mean over the ranks of
+        # these losses is the global batch's loss, whose gradient DDP's average gives.
+        n = z1.shape[0]
+        sizes = row_counts(n, z1.device)
+        both = gather_with_grad(torch.cat([z1, z2], dim=1), sizes)
+        offset = sum(sizes[:world_and_rank()[1]])
+        loss = nt_xent(z1, z2, self.cfg.temperature, everyone=both.chunk(2, dim=1), offset=offset)
+        return loss * share_of_mean(n, sizes), {"z": z1.detach()}

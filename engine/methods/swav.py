@@ -17,6 +17,11 @@ crop) joins the Sinkhorn step only — its codes are dropped — once it is full
 Multi-crop adds ``n_small_crops`` low-resolution crops per image (views with a
 smaller ``out_size`` and smaller crop scales); they are predicted from, never
 assigned codes.
+
+Under torchrun the Sinkhorn-Knopp sums run over all ranks and the queue holds
+every rank's embeddings (each rank adds its share of it to the Sinkhorn step),
+so the codes are those of one process on the global batch and its queue
+(tests/test_negatives_ddp.py checks it with two CPU processes).
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from torch import nn
 
 from ..augment import make_view_pair, make_views
 from ..config import param
+from ..distributed import gather_with_grad, is_distributed, row_counts, share_of_mean, world_and_rank
 from ..losses import sinkhorn_knopp, swav_loss
 from ..nets import BACKBONES, build_backbone, mlp
 from .base import DataInfo, ImageMethod, MethodCard
@@ -125,17 +131,27 @@ class SwAV(ImageMethod):
         crops = scores.split(B)                      # 2 large crops, then the small ones
 
         codes = []
+        distributed = is_distributed()
+        world, rank = world_and_rank()
         use_queue = cfg.queue_size > 0 and int(self.queue_filled) >= cfg.queue_size
         for i in range(2):
             s = crops[i].detach()
             if use_queue:
+                # Every rank holds the same queue (all ranks' embeddings): each adds its
+                # share, so the Sinkhorn step sees the queue once.
                 with torch.no_grad():
-                    s = torch.cat([s, F.linear(self.queue[i].to(s.dtype), w.detach())])
-            codes.append(sinkhorn_knopp(s, cfg.sinkhorn_iterations, cfg.epsilon)[:B])
+                    s = torch.cat([s, F.linear(self.queue[i][rank::world].to(s.dtype), w.detach())])
+            codes.append(sinkhorn_knopp(s, cfg.sinkhorn_iterations, cfg.epsilon,
+                                        across_processes=distributed)[:B])
         loss = swav_loss(crops, codes, cfg.temperature)
+        sizes = row_counts(B, z.device)
+        if distributed:
+            loss = loss * share_of_mean(B, sizes)     # the ranks' mean is the global batch's loss
 
         if cfg.queue_size > 0 and step >= cfg.queue_start_step:
-            self._enqueue(z[:2 * B].detach().view(2, B, -1))
+            with torch.no_grad():
+                large = gather_with_grad(z[:2 * B].detach().view(2, B, -1).transpose(0, 1), sizes)
+            self._enqueue(large.transpose(0, 1))
         return loss, {"z": z[:B].detach()}
 
     @torch.no_grad()
@@ -165,7 +181,6 @@ def _frozen(w: torch.Tensor) -> torch.Tensor:
     parameter that gets no gradient, so there the weight stays in the graph
     with a gradient of exactly zero.
     """
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if is_distributed():
         return w.detach() + 0.0 * w
     return w.detach()
