@@ -182,8 +182,10 @@ def make_preview(data, method: str, seed: int, n: int = PREVIEW_N):
     """(originals, view 1, view 2, view config): what ``method`` trains on, for ``n`` images."""
     from engine.augment import preview
     from engine.train import default_run_config
+    from engine.methods import get_method
     views = default_run_config(method, data).views
-    originals, v1, v2 = preview(data.images, views, n=n, seed=seed)
+    first, second = get_method(method).views_for(views)      # e.g. BYOL's asymmetric blur and solarize
+    originals, v1, v2 = preview(data.images, first, n=n, seed=seed, second=second)
     return originals, v1, v2, views
 
 
