@@ -118,10 +118,16 @@ def test_compare_view_draws_each_runs_curve(window, project, qtbot):
     cv.table.clearSelection()
     assert len(cv.label_plot.curves) == 2
 
-    # The tooltip of a point.
+    # Hovering a point shows its tooltip.
+    from PySide6.QtCore import QPointF
+    curve = cv.label_plot.curves[0]
     line = cv.label_plot._items[0][0]
-    assert any(t.endswith("10 labels/class: 78.1 % ± 1.2") or t.endswith("10 labels/class: 84.5 % ± 1.0")
-               for t in line.scatter.data["data"])
+    point = curve.points[1]
+    qtbot.wait(50)
+    line.scatter.hoverEvent(SimpleNamespace(exit=False, pos=lambda: QPointF(1.0, 100 * point.mean),
+                                            acceptClicks=lambda *_: None))
+    assert cv.label_plot.getViewBox().toolTip() == \
+        f"{curve.name}, 10 labels/class: {100 * point.mean:.1f} % ± {100 * point.std:.1f}"
     SHOTS.mkdir(parents=True, exist_ok=True)
     qtbot.wait(50)
     assert window.grab().save(str(SHOTS / "label_curves_compare.png"))
