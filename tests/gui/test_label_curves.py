@@ -217,4 +217,12 @@ def test_measure_button_runs_the_engine(window, project, qtbot, monkeypatch):
     assert [k for k, _, _ in got] == [1, 5]
     assert math.isclose(got[1][1], 100 * stored["label_eff/probe@5"])
     assert tv.few_labels_button.isEnabled() and not tv.few_labels_cancel.isVisible()
+
+    # Cancel: the measurement stops, nothing new is stored, and the button comes back.
+    n_rows = len(project.metrics(run))
+    assert tv.measure_few_labels(per_class=(1, 5), seeds=3)
+    tv.few_labels_cancel.click()
+    qtbot.waitUntil(lambda: not tv.few_labels_task.busy and not tv.few_labels_cancel.isVisible(), timeout=60_000)
+    assert tv.few_labels_status.text() == "Cancelled"
+    assert len(project.metrics(run)) == n_rows and tv.few_labels_button.isEnabled()
     _stop_estimates(tv, qtbot)
