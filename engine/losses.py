@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .distributed import all_reduce_max, all_reduce_sum
+from .collective import all_reduce_max, all_reduce_sum
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import param
-from ..distributed import gather_with_grad
+from ..collective import gather_with_grad
 from ..losses import clip_loss
 from ..nets import BACKBONES, build_backbone
 from ..retrieval import clip_metrics, item_captions

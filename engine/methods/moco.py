@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ..augment import make_view_pair
 from ..config import param
+from ..collective import gather_with_grad
 from ..losses import info_nce
 from ..nets import BACKBONES, build_backbone, mlp
 from .base import DataInfo, ImageMethod, MethodCard
@@ -104,7 +105,8 @@ class MoCo(ImageMethod):
     @torch.no_grad()
     def _enqueue(self, keys: torch.Tensor) -> None:
         """Put (V, n, d) normalised keys where the oldest ones are, wrapping around the end."""
-        keys = _gather_from_all_processes(keys)
+        # (V, n, d) from every process → (V, world·n, d) in rank order (MoCo's concat_all_gather).
+        keys = gather_with_grad(keys.transpose(0, 1)).transpose(0, 1)
         n, size = keys.shape[1], self.queue.shape[1]
         if n > size:
             raise ValueError(f"MoCo's queue holds {size} keys but a step makes {n}: "
@@ -117,13 +119,3 @@ class MoCo(ImageMethod):
     def after_step(self, step, total_steps):
         ema_update(self.key_backbone, self.backbone, self.cfg.momentum)
         ema_update(self.key_head, self.head, self.cfg.momentum)
-
-
-def _gather_from_all_processes(t: torch.Tensor) -> torch.Tensor:
-    """(V, n, d) on every process → (V, world·n, d), rank order (MoCo's concat_all_gather)."""
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return t
-    parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, t.contiguous())
-    return torch.cat(parts, dim=1)

@@ -18,7 +18,7 @@ import torch
 
 from ..augment import make_view_pair
 from ..config import param
-from ..distributed import gather_with_grad, is_distributed, row_counts, share_of_mean, world_and_rank
+from ..collective import gather_with_grad, is_distributed, row_counts, share_of_mean, world_and_rank
 from ..losses import nt_xent
 from ..nets import BACKBONES, build_backbone, mlp
 from .base import DataInfo, ImageMethod, MethodCard

@@ -33,7 +33,7 @@ from torch import nn
 
 from ..augment import make_view_pair, make_views
 from ..config import param
-from ..distributed import gather_with_grad, is_distributed, row_counts, share_of_mean, world_and_rank
+from ..collective import gather_with_grad, is_distributed, row_counts, share_of_mean, world_and_rank
 from ..losses import sinkhorn_knopp, swav_loss
 from ..nets import BACKBONES, build_backbone, mlp
 from .base import DataInfo, ImageMethod, MethodCard
