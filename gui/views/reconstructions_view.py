@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPushButton, QSli
 
 from engine.explore.reconstructions import (ModelCache, Reconstructions, compute_reconstructions, input_title,
                                             load_saved_pictures, reconstructs, redraws, slider_of, setting_of)
+from engine.store import ProjectError
 
 from ..picture_grid import PictureGrid, fitted_columns  # noqa: F401 - fitted_columns: tests import it here
 from ..run_view import RunView
@@ -263,9 +264,12 @@ class ReconstructionsView(RunView):
         self.draw_task.start(compute_reconstructions, self.project, self._cache, *req)
 
     def _on_result(self, result: Reconstructions) -> None:
-        self.result = result
         run_id, _, setting, _ = result.key
-        method = self.project.run(run_id).method
+        try:
+            method = self.project.run(run_id).method
+        except ProjectError:
+            return      # the project closed (or the run went) while the pictures were drawn: stale
+        self.result = result
         rows = [(row_title(method, k), a) for k, a in result.rows]
         self.grid.set_rows(rows)
         what = "" if setting is None else f" at {self.slider_label.text().lower()} {round(setting * 100)} %"
