@@ -1,0 +1,84 @@
+"""Label efficiency on the CIFAR-10 subset: a few labels on top of SimCLR and BYOL.
+
+Each method trains through ``main.py train`` for ``--minutes`` CPU-minutes on the CIFAR-10
+subset (10,000 / 2,000, seeded, class-balanced, from ../shared/data), then
+engine/label_efficiency.py scores probe / finetune / scratch / raw with 1, 10 and 100
+labels per class (mean ± std over ``--seeds`` class-balanced subsets; finetune and scratch
+get the same budget, ``FINETUNE_BUDGET``). Goal: at 10 labels per class, probe and
+finetune beat scratch by at least 10 points.
+
+Then which images to label: the probe with k × 10 items chosen by TypiClust and by
+k-center greedy from the run's embedding (no labels used to choose), against random
+class-balanced subsets, at 1 and 10 labels per class. Goal: TypiClust at least 5 points
+over random at 1 label per class.
+
+    .venv/bin/python bench/label_efficiency.py [--minutes 3] [--seeds 5] [--methods simclr,byol]
+    .venv/bin/python bench/label_efficiency.py --minutes 0.5 --seeds 2      # a quick look
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _budget import DATA, add_cifar_subset, cli, train_for
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=3.0, help="training budget per method")
+    ap.add_argument("--seeds", type=int, default=5, help="labelled subsets per count")
+    ap.add_argument("--methods", default="simclr,byol")
+    ap.add_argument("--counts", default="1,10,100", help="labels per class")
+    args = ap.parse_args()
+    if not DATA.is_dir():
+        sys.exit(f"label_efficiency: {DATA} is absent; this benchmark needs the CIFAR-10 zip there")
+    from engine.label_efficiency import FINETUNE_BUDGET, label_efficiency
+    from engine.store import Project
+    counts = [int(c) for c in args.counts.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Path(tmp) / "bench.pretext"
+        cli("new", project, "--empty")
+        n_train = add_cifar_subset(project)
+        print(f"label_efficiency on cifar10-subset ({n_train} train), {args.minutes:g} CPU-minutes per method, "
+              f"{args.seeds} seeds, finetune/scratch budget {FINETUNE_BUDGET.steps} steps × "
+              f"{FINETUNE_BUDGET.batch_size}", flush=True)
+        for name in args.methods.split(","):
+            m = train_for(project, "cifar10-subset", name, args.minutes, n_train, [])
+            print(f"label_efficiency {name} trained: knn {m['knn']:.3f} linear {m['linear']:.3f}, "
+                  f"{m['epochs']} epochs", flush=True)
+            with Project.open(project) as p:
+                t0 = time.perf_counter()
+                out = label_efficiency(p, m["run"], per_class=counts, seeds=args.seeds)
+                seconds = time.perf_counter() - t0
+                for row in out["label_efficiency"]:
+                    k = row["per_class"]
+                    cells = " ".join(f"{mode} {row[mode]:.3f}±{row['std'][mode]:.3f}"
+                                     for mode in ("probe", "finetune", "scratch", "raw"))
+                    line = f"label_efficiency {name:7s} {k:3d}/class {cells}"
+                    if k == 10:
+                        margin = min(row["probe"], row["finetune"]) - row["scratch"]
+                        line += (f" | goal probe & finetune ≥ scratch + 0.10: "
+                                 f"{'met' if margin >= 0.10 else 'NOT met'} ({margin:+.3f})")
+                    print(line, flush=True)
+                print(f"label_efficiency {name} curve took {seconds:.0f} s", flush=True)
+
+                probe = {}
+                for select in ("random", "typiclust", "kcenter"):
+                    sel = label_efficiency(p, m["run"], per_class=(1, 10),
+                                           seeds=args.seeds, select=select, modes=("probe",))
+                    probe[select] = {r["per_class"]: r["probe"] for r in sel["label_efficiency"]}
+                for k in (1, 10):
+                    line = (f"label_efficiency {name:7s} select {k:2d}/class probe random {probe['random'][k]:.3f} "
+                            f"typiclust {probe['typiclust'][k]:.3f} ({probe['typiclust'][k] - probe['random'][k]:+.3f}) "
+                            f"kcenter {probe['kcenter'][k]:.3f} ({probe['kcenter'][k] - probe['random'][k]:+.3f})")
+                    if k == 1:
+                        gain = probe["typiclust"][1] - probe["random"][1]
+                        line += f" | goal typiclust ≥ random + 0.05: {'met' if gain >= 0.05 else 'NOT met'}"
+                    print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
