@@ -45,11 +45,17 @@ def main() -> None:
         print(f"label_efficiency on cifar10-subset ({n_train} train), {args.minutes:g} CPU-minutes per method, "
               f"{args.seeds} seeds, finetune/scratch budget {FINETUNE_BUDGET.steps} steps × "
               f"{FINETUNE_BUDGET.batch_size}", flush=True)
+        # Every run trains (in subprocesses) before this process opens the project: it then
+        # keeps the data set's stored images open for reading, and a project written by
+        # another process while this one held them once failed to open again ("database disk image
+        # is malformed").
+        trained = {}
         for name in args.methods.split(","):
-            m = train_for(project, "cifar10-subset", name, args.minutes, n_train, [])
+            m = trained[name] = train_for(project, "cifar10-subset", name, args.minutes, n_train, [])
             print(f"label_efficiency {name} trained: knn {m['knn']:.3f} linear {m['linear']:.3f}, "
                   f"{m['epochs']} epochs", flush=True)
-            with Project.open(project) as p:
+        with Project.open(project) as p:
+            for name, m in trained.items():
                 t0 = time.perf_counter()
                 out = label_efficiency(p, m["run"], per_class=counts, seeds=args.seeds)
                 seconds = time.perf_counter() - t0
