@@ -15,14 +15,15 @@ from engine.augment import normalize
 from engine.cli import main
 from engine.train import images_tensor
 
-TINY = {"epochs": "1", "batch_size": "16", "eval_every": "0", "timeline_items": "0",
+# One step on 16 images: an export only needs a checkpoint, not a good network.
+TINY = {"epochs": "1", "batch_size": "16", "max_train_items": "16", "eval_every": "0", "timeline_items": "0",
         "checkpoint_every": "1000"}
 
 
-def train_run(project, method, size, **settings):
-    """A finished run of ``method`` on 64 shapes of ``size`` px; its id."""
+def train_run(project, method, size, n=64, **settings):
+    """A finished run of ``method`` on ``n`` shapes of ``size`` px; its id."""
     name = f"shapes{size}"
-    workbench.import_dataset(project, "shapes", name, n=64, size=size, seed=0)
+    workbench.import_dataset(project, "shapes", name, n=n, size=size, seed=0)
     run = workbench.create_run(project, name, method, {**TINY, **settings})
     events = list(workbench.run_training(project, run))
     assert type(events[-1]).__name__ == "Finished", events[-1]
@@ -100,7 +101,7 @@ def test_resnet_encoder_loads_strictly_in_torchvision_and_gives_the_app_embeddin
 
 
 def test_resnet50_export_loads_in_torchvision_resnet50(project, tmp_path, capsys):
-    run = train_run(project, "simclr", 32, backbone="resnet50", batch_size="8")
+    run = train_run(project, "simclr", 16, n=24, backbone="resnet50", batch_size="8", max_train_items="8")
     path = tmp_path / "r50.safetensors"
     export(project, run, path, capsys)
     meta = json.loads((tmp_path / "r50.json").read_text())
