@@ -183,8 +183,10 @@ class LabelCurvesPlot(pg.PlotWidget):
         ks = sorted({p.per_class for c in self.curves for p in c.points})
         axis = self.getAxis("bottom")
         if not ks:
-            axis.setTicks(None)
-            self.setXRange(0, 2)
+            # Nothing measured yet: the usual counts as ticks (pyqtgraph's own log ticks
+            # crowd the axis with 2·10¹, 3·10¹, ...).
+            axis.setTicks([[(math.log10(k), str(k)) for k in (1, 10, 100)], []])
+            self.setXRange(-0.12, 2.12, padding=0)
             self.setYRange(0, 100)
             return
         axis.setTicks([[(math.log10(k), str(k)) for k in ks], []])
