@@ -29,13 +29,14 @@ import os
 import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 __all__ = ["EncodedImages", "ItemSource", "MemoryItems", "SpoolItems", "decode", "encode_array",
-           "encode_for_storage", "BadImage", "LinkedItems", "LinkError", "STORE_SIZE", "JPEG_QUALITY", "decode_many"]
+           "encode_for_storage", "strict_decoding", "BadImage", "LinkedItems", "LinkError", "STORE_SIZE", "JPEG_QUALITY", "decode_many"]
 
 STORE_SIZE = 256
 JPEG_QUALITY = 90
@@ -76,7 +77,6 @@ class SpoolItems:
         self._file = tempfile.TemporaryFile(prefix="pretext-import-", buffering=0)   # pread sees every write
         self._offsets: list[int] = [0]
         self._hashes: list[bytes] = []
-        self._pid = os.getpid()
 
     def append(self, data: bytes) -> None:
         self._file.seek(0, io.SEEK_END)
@@ -388,6 +388,23 @@ def encode_arrays(images: Iterable[np.ndarray], threads: int = 0) -> list[bytes]
     return [encode_array(a) for a in images]
 
 
+@contextmanager
+def strict_decoding() -> Iterator[None]:
+    """Pillow settings for checking files, for the whole import: a truncated file fails
+    (not loaded half grey, even if some library made Pillow lenient) and a decompression
+    bomb warning is an error. They are process-wide, so they are set once here, in the
+    thread that starts the decoding threads, not per file (threads would undo each other's)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        lenient = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            yield
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = lenient
+
+
 def encode_for_storage(data: bytes, store_size: int = STORE_SIZE) -> tuple[bytes, bool]:
     """What a project keeps of a file: ``(bytes, is_gray)``.
 
@@ -397,27 +414,20 @@ def encode_for_storage(data: bytes, store_size: int = STORE_SIZE) -> tuple[bytes
     a larger one becomes a JPEG (quality 90, 4:4:4) of the upright RGB or gray
     image with its shorter side resized to ``store_size``; a small file in
     another format (BMP, TIFF, GIF) becomes a PNG of the same pixels. ``is_gray`` says whether every
-    pixel is gray, so a folder of gray photos can be stored one-channel.
+    pixel is gray, so a folder of gray photos can be stored one-channel. Call it inside
+    :func:`strict_decoding` (once, around all the threads that call it).
     """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        lenient = ImageFile.LOAD_TRUNCATED_IMAGES
-        ImageFile.LOAD_TRUNCATED_IMAGES = False   # a truncated file must fail, not load half grey
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                fmt = im.format
-                w, h = im.size
-                if w * h > MAX_PIXELS:
-                    raise BadImage(f"decompression bomb ({w}×{h} pixels, over the "
-                                   f"{MAX_PIXELS // 1_000_000}-megapixel limit)")
-                keep = fmt in KEEP_FORMATS and min(w, h) <= store_size
-                if not keep and fmt in ("JPEG", "MPO"):
-                    im.draft(None, (store_size, store_size))
-                im.load()
-                im = to_rgb_or_l(upright(im)).copy()      # a copy outlives the closed file
-        finally:
-            ImageFile.LOAD_TRUNCATED_IMAGES = lenient
+    with Image.open(io.BytesIO(data)) as im:
+        fmt = im.format
+        w, h = im.size
+        if w * h > MAX_PIXELS:
+            raise BadImage(f"decompression bomb ({w}×{h} pixels, over the "
+                           f"{MAX_PIXELS // 1_000_000}-megapixel limit)")
+        keep = fmt in KEEP_FORMATS and min(w, h) <= store_size
+        if not keep and fmt in ("JPEG", "MPO"):
+            im.draft(None, (store_size, store_size))
+        im.load()
+        im = to_rgb_or_l(upright(im)).copy()      # a copy outlives the closed file
     gray = im.mode == "L" or _is_gray(np.asarray(im))
     if keep:
         return data, gray

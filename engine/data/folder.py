@@ -41,7 +41,7 @@ from PIL import Image, UnidentifiedImageError
 from engine.data import (Cancel, DataError, ImageData, Progress, TEST, TRAIN, check_cancel,
                          stratified_split)
 from engine.data.encoded import (MAX_PIXELS, STORE_SIZE, BadImage, EncodedImages, LinkedItems, SpoolItems,
-                                 encode_for_storage)
+                                 encode_for_storage, strict_decoding)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 SPLIT_FOLDERS = {"train": TRAIN, "training": TRAIN, "test": TEST, "testing": TEST,
@@ -306,7 +306,7 @@ def _store_all(entries: list[_Entry], store_size: int, skipped: list[tuple[str, 
     all_gray = True
     total = len(entries)
     threads = min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(threads) as pool:
+    with strict_decoding(), ThreadPoolExecutor(threads) as pool:
         for start in range(0, total, WINDOW):
             check_cancel(cancel)
             if progress is not None and start:
