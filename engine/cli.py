@@ -539,7 +539,7 @@ def _eval_label_efficiency(args, project) -> int:
 
 def cmd_eval(args) -> int:
     from . import evaluate
-    from .workbench import final_embeddings, load_dataset
+    from .workbench import labelled_embeddings
     project = _open(args)
     try:
         if args.labels_per_class is not None:
@@ -547,13 +547,7 @@ def cmd_eval(args) -> int:
         if args.select or args.select_csv or args.modes:
             raise UserError("--select, --select-csv and --modes go with --labels-per-class")
         run = project.run(args.run)
-        emb = final_embeddings(project, run.id)
-        if emb is None:
-            raise UserError(f"run {run.id} has no final embeddings yet (status {run.status})")
-        data = load_dataset(project, run.dataset_id)
-        if data.labels is None:
-            raise UserError(f"dataset of run {run.id} has no labels to evaluate against")
-        ids, feats = project.load_embeddings(emb.id)
+        emb, data, ids, feats = labelled_embeddings(project, run)
         split = data.split[ids]
         labels = data.labels[ids]
         tr, te = (split == 0) & (labels >= 0), (split == 1) & (labels >= 0)    # -1: no label

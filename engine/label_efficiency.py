@@ -184,7 +184,7 @@ def label_efficiency(project, run_id: int, per_class=(1, 10, 100), seeds: int = 
     docstring. ``progress(done, total, text)`` after each fit; ``cancel()`` True stops with
     :class:`LabelEfficiencyCancelled`. Returns the JSON-able result and, with ``store``,
     logs every number as a metric of the run."""
-    from .workbench import final_embeddings, load_dataset, load_trained_method
+    from .workbench import labelled_embeddings, load_trained_method
     modes = tuple(modes)
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
@@ -198,13 +198,7 @@ def label_efficiency(project, run_id: int, per_class=(1, 10, 100), seeds: int = 
         raise ValueError("seeds must be at least 1")
     run = project.run(run_id)
     _check_image_run(project, run)
-    emb = final_embeddings(project, run.id)
-    if emb is None:
-        raise ValueError(f"run {run.id} has no final embeddings yet (status {run.status})")
-    data = load_dataset(project, run.dataset_id)
-    if data.labels is None:
-        raise ValueError(f"the dataset of run {run.id} has no labels")
-    ids, feats = project.load_embeddings(emb.id)
+    emb, data, ids, feats = labelled_embeddings(project, run)
     labels = np.asarray(data.labels)
     split = np.asarray(data.split)
     # Positions into (ids, feats) of labelled train and test items.

@@ -6,6 +6,7 @@ plain values; neither front end duplicates any of it.
 """
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import threading
 from collections import OrderedDict
@@ -90,8 +91,6 @@ def store_images(project: Project, dataset_id: int, images, *, progress=None, ca
     """Write ``images`` (decoded arrays or :class:`~engine.data.encoded.EncodedImages`) as
     the dataset's items, ``STORE_BATCH`` per transaction: encoded bytes are copied as
     they are, linked files as references, decoded arrays as lossless PNG."""
-    import hashlib
-
     from .data.encoded import LinkedItems, encode_arrays
     n = len(images)
     source = getattr(images, "source", None)
@@ -295,6 +294,19 @@ def final_embeddings(project: Project, run_id: int):
     model), or None before it finished."""
     sets = [e for e in project.embedding_sets(run_id) if e.split in ("all", "sentences")]
     return sets[-1] if sets else None
+
+
+def labelled_embeddings(project: Project, run):
+    """What an evaluation of ``run`` against its labels needs: (final embedding set, data
+    set, item ids, vectors); a ValueError when the run has no embeddings or no labels."""
+    emb = final_embeddings(project, run.id)
+    if emb is None:
+        raise ValueError(f"run {run.id} has no final embeddings yet (status {run.status})")
+    data = load_dataset(project, run.dataset_id)
+    if data.labels is None:
+        raise ValueError(f"the dataset of run {run.id} has no labels to evaluate against")
+    ids, feats = project.load_embeddings(emb.id)
+    return emb, data, ids, feats
 
 
 # --------------------------------------------------------------------------------------

@@ -654,11 +654,10 @@ class Project:
         from ..data.encoded import LinkedItems
         from .items import StoredItems
         with self._reading() as s:
-            n = s.scalar(select(func.count()).select_from(DatasetItem).where(DatasetItem.dataset_id == dataset_id))
+            n, linked = s.execute(select(func.count(), func.count(DatasetItem.path))     # count(path): non-NULL
+                                  .where(DatasetItem.dataset_id == dataset_id)).one()
             if not n:
                 return None
-            linked = s.scalar(select(func.count()).select_from(DatasetItem).where(
-                DatasetItem.dataset_id == dataset_id, DatasetItem.path.is_not(None)))
             if linked:
                 rows = s.execute(select(DatasetItem.path, DatasetItem.nbytes, DatasetItem.sha256)
                                  .where(DatasetItem.dataset_id == dataset_id).order_by(DatasetItem.idx)).all()

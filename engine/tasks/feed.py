@@ -56,7 +56,8 @@ class ImageFeed:
             self.cached = np.ones(n, dtype=bool)
             self.streamed = False
         else:
-            # One decode thread per worker process: the processes use the cores.
+            # One decode thread per worker process: the processes use the cores. (at_size(h)
+            # is a new view of the same items, so the caller's threads setting stays as it was.)
             self.images = images.at_size(h) if hasattr(images, "at_size") else images
             if hasattr(self.images, "threads"):
                 self.images.threads = 1

@@ -28,19 +28,19 @@ EARLY_BASELINE_BYTES = 20_000_000
 RAW_SIDE = 32
 
 
-def raw_pixels(images, index: np.ndarray | None = None) -> np.ndarray:
-    """The images (those at ``index``) at most RAW_SIDE px on a side: stored images are
-    decoded at that size (a fraction of the work of full size); arrays are left to
-    raw_pixel_features."""
+def raw_pixels(images, index: np.ndarray | None = None):
+    """The images (those at ``index``) at most RAW_SIDE px on a side, for
+    evaluate.raw_pixel_features: stored images decoded at that size (a fraction of the
+    work of full size) and a chunk at a time; arrays as they are (it shrinks them)."""
     if isinstance(images, np.ndarray):
         return images if index is None else images[index]
     if index is not None:
         images = images.take(index) if hasattr(images, "take") else np.asarray(images[index])
     if hasattr(images, "at_size") and images.shape[1] > RAW_SIDE:
         images = images.at_size(RAW_SIDE)
-    if isinstance(images, np.ndarray):
-        return images
-    return np.concatenate(list(images.chunks(2048))) if hasattr(images, "chunks") else np.asarray(images)
+    if isinstance(images, np.ndarray) or not hasattr(images, "chunks"):
+        return np.asarray(images)
+    return images.chunks(2048)          # raw_pixel_features takes the chunks one by one
 
 
 class ImageTask(Task):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import gzip
 import struct
-import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -82,17 +81,6 @@ def test_shared_mnist(shared_data: Path):
     assert d.stats()["split"] == {"train": 8000, "test": 2000}
     assert d.split[:8000].max() == 0 and d.split[8000:].min() == 1
     assert d.images.max() == 255 and 30 < d.images.mean() < 36       # MNIST's mean is ~33
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """torchvision's downloads fail as they do without a network, whatever this machine has."""
-    datasets_utils = pytest.importorskip("torchvision.datasets.utils")
-
-    def no_network(url, *args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(datasets_utils, "download_url", no_network)
 
 
 def test_torchvision_without_internet_explains_what_to_do(tmp_path: Path, offline):

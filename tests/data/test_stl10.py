@@ -1,7 +1,6 @@
 """STL-10 read lazily from its binary files (a tiny fake in the real format, no network)."""
 from __future__ import annotations
 
-import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -136,17 +135,6 @@ def test_progress_and_cancel(fake):
         load_images("torchvision", name="STL10", root=root, download=False, cancel=lambda: len(seen) > 4,
                     progress=lambda done, total: seen.append((done, total)))
     assert seen[4:] == [(0, 4)]                       # stopped before reading the first file
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """torchvision's downloads fail as they do without a network, whatever this machine has."""
-    datasets_utils = pytest.importorskip("torchvision.datasets.utils")
-
-    def no_network(url, *args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(datasets_utils, "download_url", no_network)
 
 
 def test_offline_without_files_says_what_to_get(tmp_path: Path, offline):
