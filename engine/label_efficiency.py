@@ -10,7 +10,8 @@ every mode on the whole labelled test split (items labelled -1 are never used):
   together with cross-entropy for :data:`FINETUNE_BUDGET` (a fixed number of steps of a
   fixed batch drawn with replacement from the subset, light crop + flip views);
 - ``scratch``: the same network freshly initialised (seeded), trained exactly as
-  ``finetune`` (same steps, examples, optimiser and views);
+  ``finetune`` (same steps, examples, optimiser and views; every layer at the head's rate,
+  where the pretrained encoder of ``finetune`` learns at a tenth of it);
 - ``raw``: the linear probe on raw pixels (:func:`engine.evaluate.raw_pixel_features`).
 
 Subsets: with ``select="random"`` k items of every class, drawn with
@@ -58,13 +59,21 @@ class LabelEfficiencyCancelled(Exception):
 class Budget:
     """What ``finetune`` and ``scratch`` each get, whatever the subset's size: ``steps``
     Adam steps on batches of ``batch_size`` items drawn with replacement from the subset
-    (so both see ``steps × batch_size`` examples)."""
+    (so both see ``steps × batch_size`` examples).
+
+    ``finetune``'s pretrained encoder learns at ``lr × encoder_lr_scale`` and its new head at
+    ``lr``; ``scratch`` trains every layer at ``lr`` (a fresh network has nothing to keep).
+    A lower backbone rate is the usual fine-tuning practice; here it is also measured: with
+    every layer at 1e-3, 200 steps over 10 CIFAR images (1 per class) pulled BYOL's encoder
+    below its own frozen probe (finetune 0.151 vs probe 0.164)."""
     steps: int = 200
     batch_size: int = 64
     lr: float = 1e-3
+    encoder_lr_scale: float = 0.1
 
 
-#: The fine-tuning (and scratch) budget: 200 steps × 64 examples, Adam at 1e-3.
+#: The fine-tuning (and scratch) budget: 200 steps × 64 examples, Adam at 1e-3 (a pretrained
+#: encoder at 1e-4).
 FINETUNE_BUDGET = Budget()
 
 
@@ -131,15 +140,18 @@ def _feature_dim(method, x: torch.Tensor) -> int:
 
 
 def train_classifier(method, x: torch.Tensor, y: np.ndarray, n_classes: int, views: augment.ViewConfig,
-                     budget: Budget, seed: int) -> tuple[Classifier, dict]:
+                     budget: Budget, seed: int, pretrained: bool = True) -> tuple[Classifier, dict]:
     """Train ``method`` (in place) + a new head on uint8 (n, C, H, W) ``x`` with labels ``y``
-    for exactly ``budget``; returns the classifier and {"steps", "examples"} as counted."""
+    for exactly ``budget``; returns the classifier and {"steps", "examples"} as counted.
+    ``pretrained``: the encoder learns at ``budget.encoder_lr_scale`` of the head's rate."""
     gen = torch.Generator().manual_seed(int(seed))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         model = Classifier(method, _feature_dim(method, x), n_classes)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=budget.lr)
+    encoder = [p for p in model.method.parameters() if p.requires_grad]
+    scale = budget.encoder_lr_scale if pretrained else 1.0
+    opt = torch.optim.Adam([{"params": encoder, "lr": budget.lr * scale},
+                            {"params": list(model.head.parameters()), "lr": budget.lr}])
     yt = torch.as_tensor(y, dtype=torch.long)
     model.train()
     steps = examples = 0
@@ -252,7 +264,8 @@ def label_efficiency(project, run_id: int, per_class=(1, 10, 100), seeds: int = 
                     if mode not in modes:
                         continue
                     net = copy.deepcopy(method) if mode == "finetune" else fresh_copy(method, seed)
-                    model, counted = train_classifier(net, x, ytr, n_classes, views, budget, seed)
+                    model, counted = train_classifier(net, x, ytr, n_classes, views, budget, seed,
+                                                      pretrained=mode == "finetune")
                     scores[mode].append(classifier_accuracy(model, test_x, item_labels[test]))
                     trained[mode] = counted
             done += 1

@@ -681,6 +681,7 @@ class MainWindow(QMainWindow):
                   self._engine_worker,
                   self.project_view._import_worker, self.datasets_view._import_worker,
                   self.datasets_view._load_worker, getattr(self.map_view, "_timeline_worker", None),
+                  self.map_view.pick_task.worker,
                   *self.words_view.workers(), self.search_view._worker):
             if w is not None and w.is_running() and hasattr(w, "cancel"):
                 w.cancel()

@@ -75,10 +75,21 @@ def test_good_representation_beats_scratch_at_one_label_per_class():
     budget = Budget(steps=60, batch_size=10)
     views = augment.identity()
     tuned, n_tuned = train_classifier(good, xtr, ytr, 10, views, budget, seed=0)
-    scratch, n_scratch = train_classifier(fresh_copy(good, 0), xtr, ytr, 10, views, budget, seed=0)
+    scratch, n_scratch = train_classifier(fresh_copy(good, 0), xtr, ytr, 10, views, budget, seed=0,
+                                          pretrained=False)
     acc_good, acc_scratch = classifier_accuracy(tuned, xte, yte), classifier_accuracy(scratch, xte, yte)
     assert n_tuned == n_scratch == {"steps": 60, "examples": 600}
     assert acc_good > 0.9 and acc_good > acc_scratch + 0.25, (acc_good, acc_scratch)
+
+    # A pretrained encoder learns at encoder_lr_scale of the head's rate (0: frozen); scratch at the full rate.
+    frozen = Budget(steps=5, batch_size=10, encoder_lr_scale=0.0)
+    for pretrained in (True, False):
+        net = fresh_copy(good, 1)
+        before = [p.detach().clone() for p in net.parameters()]
+        model, _ = train_classifier(net, xtr, ytr, 10, views, frozen, seed=0, pretrained=pretrained)
+        same = all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+        assert same == pretrained
+        assert model.head.weight.abs().sum() > 0
 
 
 def test_finetune_and_scratch_get_the_same_budget_and_store_metrics(tiny_run, monkeypatch):
@@ -87,9 +98,9 @@ def test_finetune_and_scratch_get_the_same_budget_and_store_metrics(tiny_run, mo
     calls = []
     real = le.train_classifier
 
-    def spy(method, x, y, n_classes, views, budget, seed):
-        model, counted = real(method, x, y, n_classes, views, budget, seed)
-        calls.append((len(x), counted))
+    def spy(method, x, y, n_classes, views, budget, seed, pretrained):
+        model, counted = real(method, x, y, n_classes, views, budget, seed, pretrained)
+        calls.append((len(x), counted, pretrained))
         return model, counted
 
     monkeypatch.setattr(le, "train_classifier", spy)
@@ -99,7 +110,7 @@ def test_finetune_and_scratch_get_the_same_budget_and_store_metrics(tiny_run, mo
                                modes=("finetune", "scratch"))
         stored = {m.name: m.value for m in p.metrics(run) if m.name.startswith("label_eff/")}
     # 2 seeds × (finetune, scratch), each on the same 10 items, 4 steps of 8 examples.
-    assert calls == [(10, {"steps": 4, "examples": 32})] * 4
+    assert calls == [(10, {"steps": 4, "examples": 32}, True), (10, {"steps": 4, "examples": 32}, False)] * 2
     assert out["trained"] == {"finetune": {"steps": 4, "examples": 32}, "scratch": {"steps": 4, "examples": 32}}
     row = out["label_efficiency"][0]
     assert row["per_class"] == 1 and row["n_seeds"] == 2 and 0 <= row["finetune"] <= 1

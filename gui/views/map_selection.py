@@ -1,6 +1,8 @@
-"""The Map view's lasso selection: a freehand outline drawn on the map (the lasso tool, or
-Shift + drag) selects the points inside; the selection is shown as a grid of its items or
-exported as CSV. The polygon test itself is :func:`engine.explore.map.points_in_polygon`.
+"""The Map view's selection: a freehand outline drawn on the map (the lasso tool, or
+Shift + drag) selects the points inside, and "Pick to label…" selects the training images
+that are worth labelling first (:mod:`engine.selection`: TypiClust, k-center greedy or
+random, on the run's embedding). The selection is shown as a grid of its items or exported
+as CSV. The polygon test itself is :func:`engine.explore.map.points_in_polygon`.
 """
 from __future__ import annotations
 
@@ -10,17 +12,30 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import (QDialog, QFileDialog, QLabel, QListView, QListWidget, QListWidgetItem,
-                               QPushButton, QToolButton, QVBoxLayout)
+from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QLabel,
+                               QListView, QListWidget, QListWidgetItem, QPushButton, QSpinBox, QToolButton,
+                               QVBoxLayout)
 
 from engine.explore.map import points_in_polygon
+from engine.selection import select
 
 from ..images import thumbnail
+from ..tasks import Task
 from ..widgets import error_dialog
 
 GRID_THUMB = 56
 #: "Show as grid" lists at most this many selected items (thumbnails cost memory and time).
 GRID_CAP = 500
+#: "Pick to label…": the strategies offered, in order, with what each does.
+PICK_STRATEGIES = {
+    "typiclust": ("TypiClust (typical of each cluster)",
+                  "k-means into as many clusters as images to label, then the most typical image of "
+                  "each: the best choice for a small budget (Hacohen et al. 2022)."),
+    "kcenter": ("k-center greedy (coverage)",
+                "Each pick is the image farthest from those picked so far: covers the whole collection, "
+                "outliers included (Sener & Savarese 2018)."),
+    "random": ("random", "A uniform random sample: the baseline the others are measured against."),
+}
 
 
 class LassoViewBox(pg.ViewBox):
@@ -88,6 +103,11 @@ class MapSelection:
         self.clear_lasso_button = QPushButton("Clear")
         self.clear_lasso_button.setToolTip("Clear the selection (Esc)")
         self.clear_lasso_button.clicked.connect(self.clear_lasso)
+        self.pick_button = QPushButton("Pick to label…")
+        self.pick_button.setToolTip("Select the training images worth labelling first, chosen from this "
+                                    "run's embedding (TypiClust, k-center greedy or random)")
+        self.pick_button.clicked.connect(self.ask_pick_to_label)
+        self.pick_task = Task(self, "pretext-pick", done=self._on_picked, error=self._on_pick_error)
 
     def _on_lasso_tool(self, on: bool) -> None:
         self.vb.lasso_mode = on
@@ -129,7 +149,80 @@ class MapSelection:
         if len(self.selection):
             self.set_selection([])
 
+    # ------------------------------------------------------------------ pick to label
+    def label_pool_rows(self) -> np.ndarray:
+        """Map rows that may be picked for labelling: the training split's images (all of them
+        when the data set has no test split)."""
+        if self.info is None:
+            return np.zeros(0, np.int64)
+        split = getattr(self.info.data, "split", None)
+        rows = np.arange(len(self.info.ids))
+        if split is None:
+            return rows
+        in_train = np.asarray(split)[np.asarray(self.info.ids, np.int64)] == 0
+        return rows[in_train] if in_train.any() else rows
+
+    def ask_pick_to_label(self) -> QDialog | None:
+        """The "Pick to label" dialog: a strategy and how many images; OK picks them."""
+        pool = len(self.label_pool_rows())
+        if not pool:
+            return None
+        dlg = QDialog(self)
+        dlg.setWindowTitle("Pick images to label")
+        form = QFormLayout(dlg)
+        form.addRow(QLabel(f"Choose which of the {pool:,} training images to label first, from this run's "
+                           "embedding (no labels are used). The picks become the selection: export them "
+                           "as a CSV of file names for whoever labels them."))
+        dlg.strategy = QComboBox()
+        for key, (title, why) in PICK_STRATEGIES.items():
+            dlg.strategy.addItem(title, key)
+            dlg.strategy.setItemData(dlg.strategy.count() - 1, why, Qt.ItemDataRole.ToolTipRole)
+        dlg.why = QLabel(PICK_STRATEGIES["typiclust"][1])
+        dlg.why.setWordWrap(True)
+        dlg.strategy.currentIndexChanged.connect(
+            lambda _: dlg.why.setText(PICK_STRATEGIES[dlg.strategy.currentData()][1]))
+        dlg.budget = QSpinBox()
+        dlg.budget.setRange(1, pool)
+        dlg.budget.setValue(min(100, pool))
+        dlg.budget.setSuffix(" images")
+        form.addRow("Strategy", dlg.strategy)
+        form.addRow("", dlg.why)
+        form.addRow("How many", dlg.budget)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(dlg.accept)
+        buttons.rejected.connect(dlg.reject)
+        form.addRow(buttons)
+        dlg.accepted.connect(lambda: self.pick_to_label(dlg.strategy.currentData(), dlg.budget.value()))
+        dlg.setModal(True)
+        dlg.show()
+        return dlg
+
+    def pick_to_label(self, strategy: str, budget: int, seed: int = 0) -> None:
+        """Pick ``budget`` training images by ``strategy`` on a worker; they become the selection."""
+        if self.info is None or self.pick_task.busy:
+            return
+        pool = self.label_pool_rows()
+        budget = max(1, min(int(budget), len(pool)))
+        self.pick_button.setEnabled(False)
+        self.status.setText(f"Picking {budget:,} of {len(pool):,} training images ({strategy})…")
+        self.pick_task.start(_pick_rows, self.info.vectors, pool, budget, strategy, seed, self.info.run_id)
+
+    def _on_picked(self, picked) -> None:
+        rows, strategy, pool, run_id = picked
+        self._update_selection_ui()
+        if self.info is None or run_id != self.info.run_id:
+            return
+        self.set_selection(rows)
+        self.status.setText(f"{len(rows):,} of {pool:,} training images picked to label "
+                            f"({PICK_STRATEGIES[strategy][0]}): Export selection… saves their file names.")
+
+    def _on_pick_error(self, message: str, details: str) -> None:
+        self._update_selection_ui()
+        error_dialog(self, "Could not pick images to label", message, details)
+
     def _update_selection_ui(self) -> None:
+        self.pick_button.setEnabled(self.info is not None and self.info.points == "images"
+                                    and not self.pick_task.busy)
         n = len(self.selection)
         if n:
             self.selection_label.setText(f"<b>{n:,}</b> selected")
@@ -204,3 +297,9 @@ class MapSelection:
             return None
         self.status.setText(f"Exported {len(rows):,} items to {out}")
         return out
+
+
+def _pick_rows(vectors, pool, budget, strategy, seed, run_id):
+    """Worker side of "Pick to label": map rows picked among ``pool`` rows."""
+    positions = select(np.asarray(vectors)[pool], budget, strategy, seed)
+    return pool[positions], strategy, len(pool), run_id

@@ -184,6 +184,7 @@ class MapView(MapColours, MapTimeline, MapSelection, MapCompare, ScatterHost, Ru
         tools.addWidget(self.grid_button)
         tools.addWidget(self.export_button)
         tools.addWidget(self.clear_lasso_button)
+        tools.addWidget(self.pick_button)
         if not self.compact:
             tools.addWidget(self.status, 1)
         tools.addWidget(QLabel("Compare with"))

@@ -227,6 +227,45 @@ def test_lasso_selects_shows_a_grid_and_exports(window, project, qtbot, tmp_path
     assert mv.export_selection(tmp_path / "none.csv") is None
 
 
+def test_pick_to_label_selects_training_images_by_strategy(window, project, qtbot, tmp_path):
+    from engine.selection import select
+    run_id = trained(project, "digits", "pca", {"dim": "16"})
+    mv = open_map(window, qtbot, run_id)
+    data = mv.info.data
+    assert mv.pick_button.isEnabled()
+    pool = mv.label_pool_rows()
+    split = np.asarray(data.split)[mv.info.ids]
+    assert 0 < len(pool) < len(mv.info.ids) and (split[pool] == 0).all() and (split == 1).any()
+
+    # The dialog offers the three strategies and at most the pool; OK picks on a worker.
+    dlg = mv.ask_pick_to_label()
+    assert [dlg.strategy.itemData(i) for i in range(dlg.strategy.count())] == ["typiclust", "kcenter", "random"]
+    assert dlg.budget.maximum() == len(pool) and dlg.budget.value() == 100
+    dlg.budget.setValue(20)
+    with qtbot.waitSignal(mv.selection_changed, timeout=30_000) as changed:
+        dlg.accept()
+    want = pool[select(mv.info.vectors[pool], 20, "typiclust", 0)]
+    assert sorted(mv.selection.tolist()) == sorted(want.tolist())
+    np.testing.assert_array_equal(changed.args[0], mv.info.ids[np.sort(want)])
+    assert "20 of" in mv.status.text() and "TypiClust" in mv.status.text()
+    assert mv.pick_button.isEnabled()
+
+    # k-center greedy and random give other picks, each from the training split only.
+    picks = {}
+    for strategy in ("kcenter", "random"):
+        with qtbot.waitSignal(mv.selection_changed, timeout=30_000):
+            mv.pick_to_label(strategy, 20, seed=1)
+        picks[strategy] = sorted(mv.selection.tolist())
+        assert picks[strategy] == sorted(pool[select(mv.info.vectors[pool], 20, strategy, 1)].tolist())
+        assert (split[picks[strategy]] == 0).all()
+    assert picks["kcenter"] != picks["random"] != sorted(want.tolist())
+
+    # The picks export as the selection does: one row per image, with its file name.
+    out = mv.export_selection(tmp_path / "to-label.csv")
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [row["name"] for row in rows] == [data.item_names[i] for i in mv.info.ids[picks["random"]]]
+
+
 def test_two_runs_side_by_side_with_linked_selection(window, project, qtbot):
     a = trained(project, "digits", "pca", {"dim": "32"})
     b = trained(project, "digits", "pca", {"dim": "4"})
