@@ -14,10 +14,12 @@ over random at 1 label per class.
 
     .venv/bin/python bench/label_efficiency.py [--minutes 3] [--seeds 5] [--methods simclr,byol]
     .venv/bin/python bench/label_efficiency.py --minutes 0.5 --seeds 2      # a quick look
+    .venv/bin/python bench/label_efficiency.py --from-project F   # the runs of bench/methods.py --keep F
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -32,28 +34,45 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5, help="labelled subsets per count")
     ap.add_argument("--methods", default="simclr,byol")
     ap.add_argument("--counts", default="1,10,100", help="labels per class")
+    ap.add_argument("--from-project", type=Path,
+                    help="measure the latest finished cifar10-subset run of each method in this project "
+                         "(bench/methods.py --keep) instead of training")
     args = ap.parse_args()
     if not DATA.is_dir():
         sys.exit(f"label_efficiency: {DATA} is absent; this benchmark needs the CIFAR-10 zip there")
     from engine.label_efficiency import FINETUNE_BUDGET, label_efficiency
     from engine.store import Project
     counts = [int(c) for c in args.counts.split(",")]
+    budget = (f"{args.seeds} seeds, finetune/scratch budget {FINETUNE_BUDGET.steps} steps × "
+              f"{FINETUNE_BUDGET.batch_size} (encoder lr × {FINETUNE_BUDGET.encoder_lr_scale:g} in finetune)")
     with tempfile.TemporaryDirectory() as tmp:
-        project = Path(tmp) / "bench.pretext"
-        cli("new", project, "--empty")
-        n_train = add_cifar_subset(project)
-        print(f"label_efficiency on cifar10-subset ({n_train} train), {args.minutes:g} CPU-minutes per method, "
-              f"{args.seeds} seeds, finetune/scratch budget {FINETUNE_BUDGET.steps} steps × "
-              f"{FINETUNE_BUDGET.batch_size}", flush=True)
-        # Every run trains (in subprocesses) before this process opens the project: it then
-        # keeps the data set's stored images open for reading, and a project written by
-        # another process while this one held them once failed to open again ("database disk image
-        # is malformed").
         trained = {}
-        for name in args.methods.split(","):
-            m = trained[name] = train_for(project, "cifar10-subset", name, args.minutes, n_train, [])
-            print(f"label_efficiency {name} trained: knn {m['knn']:.3f} linear {m['linear']:.3f}, "
-                  f"{m['epochs']} epochs", flush=True)
+        if args.from_project:
+            project = args.from_project.resolve()
+            print(f"label_efficiency on the cifar10-subset runs of {project}, {budget}", flush=True)
+            runs = json.loads(cli("runs", "--project", project, "--json"))
+            for name in args.methods.split(","):
+                mine = [r for r in runs if r["method"] == name and r["status"] == "finished"
+                        and r["name"].endswith(" on cifar10-subset")]
+                if not mine:
+                    sys.exit(f"label_efficiency: no finished cifar10-subset {name} run in {project}")
+                m = trained[name] = {**mine[-1]["metrics"], "run": mine[-1]["id"]}
+                print(f"label_efficiency {name} run {m['run']}: knn {m['knn']:.3f} linear {m['linear']:.3f}",
+                      flush=True)
+        else:
+            project = Path(tmp) / "bench.pretext"
+            cli("new", project, "--empty")
+            n_train = add_cifar_subset(project)
+            print(f"label_efficiency on cifar10-subset ({n_train} train), {args.minutes:g} CPU-minutes per "
+                  f"method, {budget}", flush=True)
+            # Every run trains (in subprocesses) before this process opens the project: it then
+            # keeps the data set's stored images open for reading, and a project written by
+            # another process while this one held them once failed to open again ("database disk
+            # image is malformed").
+            for name in args.methods.split(","):
+                m = trained[name] = train_for(project, "cifar10-subset", name, args.minutes, n_train, [])
+                print(f"label_efficiency {name} trained: knn {m['knn']:.3f} linear {m['linear']:.3f}, "
+                      f"{m['epochs']} epochs", flush=True)
         with Project.open(project) as p:
             for name, m in trained.items():
                 t0 = time.perf_counter()
