@@ -95,7 +95,7 @@ def default_run_config(method: str, data: ImageData, overrides: dict[str, str] |
     """
     m = get_method(method)
     views = (ViewConfig() if getattr(data, "modality", "images") == "text"   # text: no image views
-             else augment.default_views(data.name, data.height, data.channels))
+             else m.default_views(augment.default_views(data.name, data.height, data.channels)))
     run = RunConfig(method=method, train=TrainConfig(), method_config=m.Config(), views=views)
     overrides = {k: str(v) for k, v in (overrides or {}).items()}
     wants_gpu = overrides.get("device", "auto") in ("auto", "cuda") and torch.cuda.is_available()

@@ -160,6 +160,16 @@ def test_byol_views_differ_as_in_the_paper():
     assert (second.blur_p, second.solarize_p) == pytest.approx((0.1, 0.2))
     # Other methods: the same settings for both views.
     assert get_method("simclr").views_for(views) == (views, views)
+    # A new run's views: from 64 px (where the data set's views blur with p 0.5) BYOL's first view
+    # always blurs and its second a tenth as often, as in the paper; at 32 px neither blurs.
+    from types import SimpleNamespace
+    from engine.train import default_run_config
+    for side, want in ((96, (1.0, 0.1)), (64, (1.0, 0.1)), (32, (0.0, 0.0))):
+        data = SimpleNamespace(name="photos", height=side, channels=3)
+        run = default_run_config("byol", data)
+        assert (run.views.blur_p, byol.views_for(run.views)[1].blur_p) == pytest.approx(want)
+        assert default_run_config("simclr", data).views.blur_p == (0.5 if side >= 64 else 0.0)
+    assert default_run_config("byol", data, {"views.blur_p": "0.3"}).views.blur_p == 0.3   # the user's wins
     # Measured: the first view (blur always) has less high-frequency energy than the second.
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (64, 3, 32, 32), generator=g, dtype=torch.uint8)

@@ -226,6 +226,13 @@ class ImageMethod(Method):
         raise NotImplementedError
 
     @classmethod
+    def default_views(cls, views: ViewConfig) -> ViewConfig:
+        """A new run's views, given those that suit its data set
+        (:func:`engine.augment.default_views`); the user's settings come after. The data
+        set's by default; a method whose paper sets a view differently (BYOL's blur) says so here."""
+        return views
+
+    @classmethod
     def views_for(cls, views: ViewConfig) -> tuple[ViewConfig, ViewConfig]:
         """The settings of a pair's first and second view, given the run's ``views``: the
         same for both by default. A method whose paper makes the views differ (BYOL) says

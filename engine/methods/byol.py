@@ -71,12 +71,19 @@ class BYOL(ImageMethod):
         self.target_projector = frozen_copy(self.projector)
 
     @classmethod
+    def default_views(cls, views):
+        # Where the data set's views blur at all (from 64 px; SimCLR's symmetric p 0.5), BYOL's
+        # first view always blurs, as in the paper; at 32 px neither view blurs.
+        return replace(views, blur_p=1.0) if views.blur_p > 0 else views
+
+    @classmethod
     def views_for(cls, views):
         # BYOL's asymmetric pair (Grill et al. 2020, table 6): view 1 blurs with p 1.0 and never
         # solarizes, view 2 blurs with p 0.1 and solarizes with p 0.2. Here view 1 is the run's
-        # view settings and view 2 blurs a tenth as often (1.0 → 0.1, as in the paper; no blur
-        # where the run has none, as at 32 px, where blur destroys too much) and solarizes with
-        # p 0.2 (or the run's own solarize probability, if that is higher).
+        # view settings (blur p 1.0 by default from 64 px: default_views) and view 2 blurs a
+        # tenth as often (1.0 → 0.1, as in the paper; no blur where the run has none, as at
+        # 32 px, where blur destroys too much) and solarizes with p 0.2 (or the run's own
+        # solarize probability, if that is higher).
         return views, replace(views, blur_p=0.1 * views.blur_p, solarize_p=max(views.solarize_p, 0.2))
 
     def embed(self, x):

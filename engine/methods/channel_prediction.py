@@ -71,7 +71,11 @@ class ChannelPrediction(ImageMethod):
              "q = quantised intensity (or ||x_c − g(f(x_{¬c}))||²)",
         paper="Zhang, Isola & Efros, Split-brain autoencoders: unsupervised learning by "
               "cross-channel prediction, CVPR 2017 (colorization: ECCV 2016)",
-        url="https://arxiv.org/abs/1611.09842")
+        url="https://arxiv.org/abs/1611.09842",
+        needs="Judge it by the linear probe or fine-tuning, not by kNN: its features describe "
+              "colour and texture layer by layer, spread over many dimensions, so raw cosine "
+              "neighbours mix classes that a linear read-out separates (the paper measures it "
+              "with linear classifiers on each layer).")
 
     def __init__(self, cfg: ChannelPredictionConfig, info: DataInfo):
         super().__init__(cfg, info)
