@@ -86,12 +86,29 @@ class RunConfig:
                    views=cfgmod.from_dict(ViewConfig, d.get("views"), strict=False))
 
 
+#: From this side (px), a CPU run's default batch shrinks with the image area (:func:`cpu_batch_size`).
+LARGE_IMAGE_PX = 64
+#: The smallest default batch that shrinking gives (SimCLR still sees 2 × 64 − 2 negatives).
+MIN_CPU_BATCH = 64
+
+
+def cpu_batch_size(batch: int, side: int) -> int:
+    """A CPU run's default batch for images of ``side`` px: ``batch`` up to 63 px, then
+    ``batch × (32 / side)²`` (the same pixels per step as at 32 px), at least MIN_CPU_BATCH.
+    Measured (issue 13): at 96 px the loop's batch 256 took 5–7 s per step with the small CNN
+    and held ~2.3 GB of activations, so a run's first step came ~15 s after Start."""
+    if side < LARGE_IMAGE_PX:
+        return batch
+    return min(batch, max(MIN_CPU_BATCH, int(batch * (32 / side) ** 2)))
+
+
 def default_run_config(method: str, data: ImageData, overrides: dict[str, str] | None = None) -> RunConfig:
     """Defaults for ``method`` on ``data``, then ``overrides`` ({"lr": "0.01",
     "temperature": "0.1", "views.flip_p": "0"}) routed to the config that owns each key.
 
     On a CUDA machine the method's ``gpu_defaults`` (bigger backbone, batch,
-    more epochs) come between its CPU defaults and the user's overrides.
+    more epochs) come between its CPU defaults and the user's overrides. On the CPU a
+    default batch shrinks for images of 64 px and more (:func:`cpu_batch_size`).
     """
     m = get_method(method)
     views = (ViewConfig() if getattr(data, "modality", "images") == "text"   # text: no image views
@@ -100,6 +117,9 @@ def default_run_config(method: str, data: ImageData, overrides: dict[str, str] |
     overrides = {k: str(v) for k, v in (overrides or {}).items()}
     wants_gpu = overrides.get("device", "auto") in ("auto", "cuda") and torch.cuda.is_available()
     layers = [m.train_defaults, m.gpu_defaults if wants_gpu else {}, overrides]
+    if not wants_gpu and "batch_size" not in overrides and getattr(data, "modality", "images") != "text":
+        batch = int(m.train_defaults.get("batch_size", run.train.batch_size))
+        layers.insert(1, {"batch_size": cpu_batch_size(batch, int(getattr(data, "height", 0)))})
     train_keys = {f.name for f in cfgmod.fields(TrainConfig)}
     method_keys = {f.name for f in cfgmod.fields(m.Config)}
     for layer in layers:

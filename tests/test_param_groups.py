@@ -254,3 +254,21 @@ def test_resuming_a_run_stored_with_one_group(project):
         events = list(workbench.run_training(project, run_id))
     assert events[0].start_step == 4
     assert project.run(run_id).status == "finished"
+
+
+def test_cpu_default_batch_shrinks_with_large_images():
+    """From 64 px a CPU run's default batch keeps the pixels per step of 32 px (at least 64):
+    at 96 px the loop's 256 took 5–7 s a step. A batch the user or GPU defaults set is kept."""
+    from types import SimpleNamespace
+    from engine.train import cpu_batch_size, default_run_config
+
+    def batch(method, side, overrides=None):
+        data = SimpleNamespace(name="photos", height=side, channels=3)
+        return default_run_config(method, data, overrides).train.batch_size
+
+    assert [cpu_batch_size(256, s) for s in (8, 32, 63, 64, 96, 224)] == [256, 256, 256, 64, 64, 64]
+    assert cpu_batch_size(2048, 64) == 512 and cpu_batch_size(32, 96) == 32
+    assert batch("moco", 32) == 256 and batch("moco", 96) == 64          # the loop's default
+    assert batch("simclr", 32) == 128 and batch("simclr", 224) == 64     # the method's CPU default
+    assert batch("moco", 96, {"batch_size": "256"}) == 256               # the user's wins
+    assert batch("moco", 96, {"device": "cpu", "batch_size": "200"}) == 200
