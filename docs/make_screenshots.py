@@ -6,7 +6,7 @@ Makes (or reuses) a project with the demo data sets, trains a short SimCLR run
 on the digits *through the window* (so the Train view shows real curves),
 waits for the UMAP map, trains a short masked autoencoder for the
 Reconstructions view, word2vec on the shapes captions for the Words view, and saves
-project.png, datasets.png, train.png, map.png, timeline.png, map-compare.png, reconstructions.png,
+project.png, datasets.png, train.png, map.png, timeline.png, map-pick.png, map-compare.png, reconstructions.png,
 compare.png, words.png, search.png and zero-shot.png (the window at 1366×768), and
 read-only.png (the top of the window on a copy of the project in a folder made
 read-only with ``chattr +i``; left out where chattr is not permitted). Works offscreen too (``QT_QPA_PLATFORM=offscreen``),
@@ -231,6 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         mv.timeline_slider.setValue(mv.timeline_slider.maximum() // 2)
         shot("timeline")
     mv.set_timeline(False)
+
+    # Pick to label: 30 images chosen by TypiClust light up on the map.
+    mv.pick_to_label("typiclust", 30)
+    if wait_until(app, lambda: len(mv.selection) == 30, 60):
+        shot("map-pick")
+    mv.clear_lasso()
 
     # A masked autoencoder for the Reconstructions view (trained in-process, no evaluations
     # until the end: this is about the pictures).

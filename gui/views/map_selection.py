@@ -170,9 +170,11 @@ class MapSelection:
         dlg = QDialog(self)
         dlg.setWindowTitle("Pick images to label")
         form = QFormLayout(dlg)
-        form.addRow(QLabel(f"Choose which of the {pool:,} training images to label first, from this run's "
-                           "embedding (no labels are used). The picks become the selection: export them "
-                           "as a CSV of file names for whoever labels them."))
+        intro = QLabel(f"Choose which of the {pool:,} training images to label first, from this run's "
+                       "embedding (no labels are used). The picks become the selection: export them "
+                       "as a CSV of file names for whoever labels them.")
+        intro.setWordWrap(True)
+        form.addRow(intro)
         dlg.strategy = QComboBox()
         for key, (title, why) in PICK_STRATEGIES.items():
             dlg.strategy.addItem(title, key)
@@ -193,6 +195,7 @@ class MapSelection:
         buttons.rejected.connect(dlg.reject)
         form.addRow(buttons)
         dlg.accepted.connect(lambda: self.pick_to_label(dlg.strategy.currentData(), dlg.budget.value()))
+        dlg.setFixedWidth(480)
         dlg.setModal(True)
         dlg.show()
         return dlg
@@ -213,8 +216,9 @@ class MapSelection:
         if self.info is None or run_id != self.info.run_id:
             return
         self.set_selection(rows)
-        self.status.setText(f"{len(rows):,} of {pool:,} training images picked to label "
-                            f"({PICK_STRATEGIES[strategy][0]}): Export selection… saves their file names.")
+        by = PICK_STRATEGIES[strategy][0].split(" (")[0]
+        self.status.setText(f"{len(rows):,} of {pool:,} training images picked to label, by {by}: "
+                            "Export selection… saves their file names.")
 
     def _on_pick_error(self, message: str, details: str) -> None:
         self._update_selection_ui()
