@@ -247,7 +247,7 @@ def test_pick_to_label_selects_training_images_by_strategy(window, project, qtbo
     want = pool[select(mv.info.vectors[pool], 20, "typiclust", 0)]
     assert sorted(mv.selection.tolist()) == sorted(want.tolist())
     np.testing.assert_array_equal(changed.args[0], mv.info.ids[np.sort(want)])
-    assert "20 of" in mv.status.text() and "TypiClust" in mv.status.text()
+    assert "20 of" in mv.status.text() and "by TypiClust:" in mv.status.text()
     assert mv.pick_button.isEnabled()
 
     # k-center greedy and random give other picks, each from the training split only.
