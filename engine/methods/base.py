@@ -172,6 +172,13 @@ class Method(nn.Module):
         return {}
 
     @classmethod
+    def default_views(cls, views: ViewConfig) -> ViewConfig:
+        """A new run's views, given those that suit its data set
+        (:func:`engine.augment.default_views`); the user's settings come after. The data
+        set's by default; a method whose paper sets a view differently (BYOL's blur) says so here."""
+        return views
+
+    @classmethod
     def capabilities(cls) -> list[str]:
         """What it can do beyond training, in words (the CLI's ``methods -v``)."""
         out = []
@@ -224,13 +231,6 @@ class ImageMethod(Method):
     def training_step(self, x: torch.Tensor, views: ViewConfig, generator: torch.Generator,
                       index: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
-
-    @classmethod
-    def default_views(cls, views: ViewConfig) -> ViewConfig:
-        """A new run's views, given those that suit its data set
-        (:func:`engine.augment.default_views`); the user's settings come after. The data
-        set's by default; a method whose paper sets a view differently (BYOL's blur) says so here."""
-        return views
 
     @classmethod
     def views_for(cls, views: ViewConfig) -> tuple[ViewConfig, ViewConfig]:

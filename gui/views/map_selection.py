@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog
                                QVBoxLayout)
 
 from engine.explore.map import points_in_polygon
-from engine.selection import select
 
 from ..images import thumbnail
 from ..tasks import Task
@@ -305,5 +304,6 @@ class MapSelection:
 
 def _pick_rows(vectors, pool, budget, strategy, seed, run_id):
     """Worker side of "Pick to label": map rows picked among ``pool`` rows."""
+    from engine.selection import select     # torch: imported on first use, not at the window's start
     positions = select(np.asarray(vectors)[pool], budget, strategy, seed)
     return pool[positions], strategy, len(pool), run_id
