@@ -106,7 +106,10 @@ class MapSelection:
         self.pick_button.setToolTip("Select the training images worth labelling first, chosen from this "
                                     "run's embedding (TypiClust, k-center greedy or random)")
         self.pick_button.clicked.connect(self.ask_pick_to_label)
-        self.pick_task = Task(self, "pretext-pick", done=self._on_picked, error=self._on_pick_error)
+        # The button comes back once the worker has ended (``finished``), not with its outcome,
+        # which arrives while the thread is still winding down.
+        self.pick_task = Task(self, "pretext-pick", done=self._on_picked, error=self._on_pick_error,
+                              finished=self._update_selection_ui)
 
     def _on_lasso_tool(self, on: bool) -> None:
         self.vb.lasso_mode = on
@@ -200,8 +203,12 @@ class MapSelection:
         return dlg
 
     def pick_to_label(self, strategy: str, budget: int, seed: int = 0) -> None:
-        """Pick ``budget`` training images by ``strategy`` on a worker; they become the selection."""
-        if self.info is None or self.pick_task.busy:
+        """Pick ``budget`` training images by ``strategy`` on a worker (after the pick under way,
+        if any); they become the selection."""
+        self.pick_task.when_free(lambda: self._start_pick(strategy, budget, seed), kind="pick")
+
+    def _start_pick(self, strategy: str, budget: int, seed: int) -> None:
+        if self.info is None:
             return
         pool = self.label_pool_rows()
         budget = max(1, min(int(budget), len(pool)))
@@ -211,7 +218,6 @@ class MapSelection:
 
     def _on_picked(self, picked) -> None:
         rows, strategy, pool, run_id = picked
-        self._update_selection_ui()
         if self.info is None or run_id != self.info.run_id:
             return
         self.set_selection(rows)
@@ -220,7 +226,6 @@ class MapSelection:
                             "Export selection… saves their file names.")
 
     def _on_pick_error(self, message: str, details: str) -> None:
-        self._update_selection_ui()
         error_dialog(self, "Could not pick images to label", message, details)
 
     def _update_selection_ui(self) -> None:

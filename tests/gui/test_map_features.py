@@ -248,9 +248,15 @@ def test_pick_to_label_selects_training_images_by_strategy(window, project, qtbo
     assert sorted(mv.selection.tolist()) == sorted(want.tolist())
     np.testing.assert_array_equal(changed.args[0], mv.info.ids[np.sort(want)])
     assert "20 of" in mv.status.text() and "by TypiClust:" in mv.status.text()
-    assert mv.pick_button.isEnabled()
+    qtbot.waitUntil(mv.pick_button.isEnabled, timeout=10_000)     # back once the worker has ended
 
     # k-center greedy and random give other picks, each from the training split only.
+    # A pick asked for while another runs waits for it (the button is off meanwhile).
+    with qtbot.waitSignal(mv.selection_changed, timeout=30_000):
+        mv.pick_to_label("random", 5, seed=3)
+        assert not mv.pick_button.isEnabled()
+        mv.pick_to_label("random", 7, seed=3)
+    qtbot.waitUntil(lambda: len(mv.selection) == 7, timeout=30_000)
     picks = {}
     for strategy in ("kcenter", "random"):
         with qtbot.waitSignal(mv.selection_changed, timeout=30_000):
