@@ -111,13 +111,14 @@ def default_run_config(method: str, data: ImageData, overrides: dict[str, str] |
     default batch shrinks for images of 64 px and more (:func:`cpu_batch_size`).
     """
     m = get_method(method)
-    views = (ViewConfig() if getattr(data, "modality", "images") == "text"   # text: no image views
-             else m.default_views(augment.default_views(data.name, data.height, data.channels)))
+    images = getattr(data, "modality", "images") != "text"
+    views = (m.default_views(augment.default_views(data.name, data.height, data.channels)) if images
+             else ViewConfig())                                              # text: no image views
     run = RunConfig(method=method, train=TrainConfig(), method_config=m.Config(), views=views)
     overrides = {k: str(v) for k, v in (overrides or {}).items()}
     wants_gpu = overrides.get("device", "auto") in ("auto", "cuda") and torch.cuda.is_available()
     layers = [m.train_defaults, m.gpu_defaults if wants_gpu else {}, overrides]
-    if not wants_gpu and "batch_size" not in overrides and getattr(data, "modality", "images") != "text":
+    if images and not wants_gpu and "batch_size" not in overrides:
         batch = int(m.train_defaults.get("batch_size", run.train.batch_size))
         layers.insert(1, {"batch_size": cpu_batch_size(batch, int(getattr(data, "height", 0)))})
     train_keys = {f.name for f in cfgmod.fields(TrainConfig)}
